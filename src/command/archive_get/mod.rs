@@ -1,0 +1,109 @@
+//! `pgkeep archive-get <file> <dest>`: PostgreSQL's `restore_command`. Exits 0 after writing
+//! `dest` atomically with its checksum verified, 1 when the file is not in the repository (so
+//! PostgreSQL ends recovery or switches to streaming), another code for real errors. Fetches
+//! the next `get_prefetch` segments of the same timeline into the spool meanwhile.
+
+mod fetch;
+mod prefetch;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use fetch::get_one;
+
+use crate::command::spool::Spool;
+use crate::command::with_deadline;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::{WalFileName, WalSegSize};
+use crate::repo::Repo;
+
+#[derive(Debug, Clone)]
+pub struct GetArgs {
+    pub file: String,
+    pub dest: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetSource {
+    Repository,
+    Prefetched,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetReport {
+    pub file: String,
+    pub source: GetSource,
+    pub size: u64,
+    /// Segments fetched ahead into the spool by this call.
+    pub prefetched: usize,
+    pub elapsed: Duration,
+}
+
+pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
+    let start = Instant::now();
+    with_deadline("archive-get", cfg.archive.timeout, async {
+        // PostgreSQL only asks for WAL file names; anything else is a configuration mistake.
+        let loosest = WalSegSize::new(1 << 20).map_err(|e| Error::new(ErrorKind::Internal, e))?;
+        parse_name(&args.file, loosest)?;
+        let dest_dir = args.dest.parent().unwrap_or(Path::new("."));
+        let spool = Spool::locate(cfg.archive.spool_path.as_deref(), dest_dir);
+
+        // Fetched ahead by an earlier call: move it into place.
+        if let Some(size) = prefetch::take(spool.as_ref(), &args.file, &args.dest)? {
+            return Ok(report(&args.file, GetSource::Prefetched, size, 0, start));
+        }
+
+        let repo = Repo::open(&cfg.repository).await?;
+        let name = parse_name(&args.file, repo.info().seg_size)?;
+
+        // Fetch this file; meanwhile fetch the next segments into the spool.
+        let ahead = prefetch::plan(
+            spool.as_ref(),
+            &name,
+            repo.info().seg_size,
+            cfg.archive.get_prefetch,
+        );
+        let prefetching = tokio::spawn(prefetch::fetch_all(repo.clone(), spool.clone(), ahead));
+        let size = match get_one(&repo, &name, &args.dest).await {
+            Ok(size) => size,
+            Err(e) => {
+                // Nothing follows a file that is not there yet; do not wait for the look-ahead.
+                prefetching.abort();
+                return Err(e);
+            }
+        };
+        let prefetched = prefetching.await.unwrap_or(0);
+        Ok(report(
+            &args.file,
+            GetSource::Repository,
+            size,
+            prefetched,
+            start,
+        ))
+    })
+    .await
+}
+
+fn report(
+    file: &str,
+    source: GetSource,
+    size: u64,
+    prefetched: usize,
+    start: Instant,
+) -> GetReport {
+    GetReport {
+        file: file.to_string(),
+        source,
+        size,
+        prefetched,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn parse_name(file: &str, seg: WalSegSize) -> Result<WalFileName> {
+    WalFileName::parse(file, seg).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, format!("not a wal file name: {e}"))
+            .hint("restore_command must be 'pgkeep archive-get %f %p'")
+    })
+}

@@ -1,0 +1,95 @@
+//! `pgkeep archive-push <path>`: PostgreSQL's `archive_command`. Exits 0 only once the store
+//! has confirmed the file (or an identical one) is stored; pushes up to `push_lookahead`
+//! further `.ready` segments in parallel and records them in the spool, so that PostgreSQL's
+//! next calls return at once.
+
+mod lookahead;
+mod push;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use push::{PushOutcome, Pushed, push_one};
+
+use crate::command::spool::Spool;
+use crate::command::with_deadline;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::{WalFileName, WalSegSize};
+use crate::pipeline::EncodeOptions;
+use crate::repo::Repo;
+
+#[derive(Debug, Clone)]
+pub struct PushArgs {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    pub pushed: Pushed,
+    /// Further segments pushed ahead by this call.
+    pub ahead: usize,
+    pub elapsed: Duration,
+}
+
+pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
+    let start = Instant::now();
+    with_deadline("archive-push", cfg.archive.timeout, async {
+        // Refuse what is not a WAL file name before touching the repository.
+        let file = wal_file_name(&args.path)?;
+        let wal_dir = args.path.parent().unwrap_or(Path::new("."));
+        let spool = Spool::locate(cfg.archive.spool_path.as_deref(), wal_dir);
+
+        // An earlier call pushed it ahead: answer from the spool record.
+        if let Some(pushed) = lookahead::claim(spool.as_ref(), &args.path, &file).await? {
+            return Ok(report(pushed, 0, start));
+        }
+
+        let repo = Repo::open(&cfg.repository).await?;
+        let name = parse_name(&file, repo.info().seg_size)?;
+        let opts = EncodeOptions {
+            compression: cfg.archive.compression,
+            threads: cfg.archive.compress_threads,
+        };
+
+        // Push this file and the next `.ready` ones together.
+        let ahead = match &spool {
+            Some(s) => lookahead::plan(wal_dir, s, &name, &repo, cfg.archive.push_lookahead),
+            None => Vec::new(),
+        };
+        let (pushed, ahead_done) = tokio::join!(
+            push_one(&repo, &args.path, &name, opts),
+            lookahead::push_all(&repo, spool.as_ref(), wal_dir, ahead, opts),
+        );
+        Ok(report(pushed?, ahead_done, start))
+    })
+    .await
+}
+
+fn report(pushed: Pushed, ahead: usize, start: Instant) -> PushReport {
+    PushReport {
+        pushed,
+        ahead,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The file name part of `path`, checked for the shape of a WAL file name.
+fn wal_file_name(path: &Path) -> Result<String> {
+    let file = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    // The smallest segment size allows the most names: a shape check that fits every cluster.
+    let loosest = WalSegSize::new(1 << 20).map_err(|e| Error::new(ErrorKind::Internal, e))?;
+    parse_name(&file, loosest)?;
+    Ok(file)
+}
+
+fn parse_name(file: &str, seg: WalSegSize) -> Result<WalFileName> {
+    WalFileName::parse(file, seg).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, format!("not a wal file: {e}"))
+            .hint("archive_command must be 'pgkeep archive-push %p': %p names a file in pg_wal")
+    })
+}

@@ -1,0 +1,44 @@
+//! Use-cases: one module per CLI command, each a `run(&Config, Args) -> Result<Report>` that
+//! reads as a short script of named phases. Commands use the mechanism layers (`pg`,
+//! `pipeline`, `repo`) and never exit the process.
+
+pub mod archive_get;
+pub mod archive_push;
+pub mod init;
+pub mod spool;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Runs `work` under one overall deadline, so a command never hangs on a store that accepts
+/// connections and never answers (PostgreSQL retries a failed archive command by itself).
+pub async fn with_deadline<T>(
+    what: &str,
+    deadline: Duration,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(
+            ErrorKind::Unreachable,
+            format!(
+                "{what} gave up after {}",
+                humantime::format_duration(deadline)
+            ),
+        )
+        .hint(
+            "the store did not answer in time; check repository.endpoint, or raise archive.timeout",
+        )),
+    }
+}
+
+/// Joins a blocking task, turning a panic into an internal error.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("worker task failed: {e}")))?
+}

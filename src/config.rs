@@ -1,0 +1,469 @@
+//! Configuration: the TOML file, overlaid by `PGKEEP_<SECTION>_<KEY>` environment variables,
+//! parsed into `Raw` (pure data, every key optional) and then `resolve`d into a validated,
+//! typed `Config`. Nothing below `main` reads the environment or the file itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::Compression;
+
+/// Environment variables that are not configuration keys.
+const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
+const SECTIONS: [&str; 4] = ["repository", "postgres", "archive", "log"];
+/// Where the config is looked for when neither `--config` nor `PGKEEP_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "/etc/pgkeep/pgkeep.toml";
+
+/// A value from TOML (typed) or from the environment (always text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Lenient<T> {
+    Typed(T),
+    Text(String),
+}
+
+impl<T: FromStr> Lenient<T> {
+    fn get(self, key: &str) -> Result<T> {
+        match self {
+            Lenient::Typed(v) => Ok(v),
+            Lenient::Text(s) => s.trim().parse().map_err(|_| {
+                Error::new(ErrorKind::Config, format!("invalid value '{s}' for {key}"))
+                    .hint("see config/README.md for the type of each key")
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    #[serde(default)]
+    repository: RawRepository,
+    #[serde(default)]
+    postgres: RawPostgres,
+    #[serde(default)]
+    archive: RawArchive,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    kind: Option<String>,
+    path: Option<PathBuf>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    allow_http: Option<Lenient<bool>>,
+    virtual_hosted_style: Option<Lenient<bool>>,
+    cluster: Option<String>,
+    max_retries: Option<Lenient<u32>>,
+    request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    data_dir: Option<PathBuf>,
+    conninfo: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    compress_level: Option<Lenient<i32>>,
+    compress_threads: Option<Lenient<u32>>,
+    push_lookahead: Option<Lenient<usize>>,
+    get_prefetch: Option<Lenient<usize>>,
+    spool_path: Option<PathBuf>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+}
+
+/// Where the repository lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Local {
+        path: PathBuf,
+    },
+    S3 {
+        bucket: String,
+        prefix: String,
+        region: String,
+        endpoint: Option<String>,
+        allow_http: bool,
+        virtual_hosted_style: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RepositoryConfig {
+    pub store: StoreConfig,
+    pub cluster: String,
+    pub max_retries: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PostgresConfig {
+    pub data_dir: Option<PathBuf>,
+    pub conninfo: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub compression: Compression,
+    pub compress_threads: u32,
+    pub push_lookahead: usize,
+    pub get_prefetch: usize,
+    pub spool_path: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// The validated configuration every command receives.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub repository: RepositoryConfig,
+    pub postgres: PostgresConfig,
+    pub archive: ArchiveConfig,
+    pub log_level: String,
+}
+
+pub const DEFAULT_COMPRESS_LEVEL: i32 = 3;
+pub const DEFAULT_PUSH_LOOKAHEAD: usize = 4;
+pub const DEFAULT_GET_PREFETCH: usize = 4;
+
+impl Raw {
+    /// Parses TOML text and overlays environment variables (`vars`: name → value).
+    pub fn parse(text: &str, origin: &Path, vars: &BTreeMap<String, String>) -> Result<Raw> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "malformed config {}: {}",
+                    origin.display(),
+                    e.message().trim()
+                ),
+            )
+            .hint("the file must be TOML; see config/pgkeep.toml for an example")
+        })?;
+        overlay_env(&mut table, vars)?;
+        Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "invalid config {}: {}",
+                    origin.display(),
+                    e.message().trim()
+                ),
+            )
+            .hint("see config/README.md for every key, its type and default")
+        })
+    }
+
+    /// Reads the file (when there is one) and overlays the environment.
+    pub fn load(path: Option<&Path>, vars: &BTreeMap<String, String>) -> Result<Raw> {
+        let explicit = path.map(Path::to_path_buf).or_else(|| {
+            vars.get("PGKEEP_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let (path, required) = match explicit {
+            Some(p) => (p, true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("cannot read config {}: {e}", path.display()),
+                )
+                .hint("pass --config PATH or set PGKEEP_CONFIG to a readable file"));
+            }
+        };
+        Raw::parse(&text, &path, vars)
+    }
+
+    pub fn resolve(self) -> Result<Config> {
+        Ok(Config {
+            repository: self.repository.resolve()?,
+            postgres: PostgresConfig {
+                data_dir: self.postgres.data_dir,
+                conninfo: self.postgres.conninfo,
+            },
+            archive: self.archive.resolve()?,
+            log_level: self.log.level.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn overlay_env(table: &mut toml::Table, vars: &BTreeMap<String, String>) -> Result<()> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("PGKEEP_") else {
+            continue;
+        };
+        if RESERVED_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        let (section, key) = SECTIONS
+            .iter()
+            .find_map(|s| {
+                lower
+                    .strip_prefix(s)
+                    .and_then(|k| k.strip_prefix('_'))
+                    .map(|k| (*s, k))
+            })
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("unknown environment variable {name}"),
+                )
+                .hint("configuration variables are PGKEEP_<SECTION>_<KEY>, e.g. PGKEEP_REPOSITORY_PATH")
+            })?;
+        let entry = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("[{section}] must be a table"),
+            ));
+        };
+        t.insert(key.to_string(), toml::Value::String(value.clone()));
+    }
+    Ok(())
+}
+
+fn duration(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("invalid duration '{t}' for {key}: {e}"),
+            )
+            .hint("write durations like \"60s\", \"500ms\" or \"2m\"")
+        }),
+    }
+}
+
+fn missing(key: &str, why: &str) -> Error {
+    Error::new(ErrorKind::Config, format!("missing {key}: {why}"))
+        .hint("set it in the config file or as an environment variable (see config/README.md)")
+}
+
+impl RawRepository {
+    fn resolve(self) -> Result<RepositoryConfig> {
+        let kind = self.kind.unwrap_or_else(|| "local".into());
+        let store = match kind.as_str() {
+            "local" => StoreConfig::Local {
+                path: self.path.ok_or_else(|| {
+                    missing("repository.path", "a local repository needs a directory")
+                })?,
+            },
+            "s3" => StoreConfig::S3 {
+                bucket: self.bucket.ok_or_else(|| {
+                    missing("repository.bucket", "an s3 repository needs a bucket")
+                })?,
+                prefix: self
+                    .prefix
+                    .unwrap_or_default()
+                    .trim_matches('/')
+                    .to_string(),
+                region: self.region.unwrap_or_else(|| "us-east-1".into()),
+                endpoint: self.endpoint,
+                allow_http: self
+                    .allow_http
+                    .map(|v| v.get("repository.allow_http"))
+                    .transpose()?
+                    .unwrap_or(false),
+                virtual_hosted_style: self
+                    .virtual_hosted_style
+                    .map(|v| v.get("repository.virtual_hosted_style"))
+                    .transpose()?
+                    .unwrap_or(false),
+            },
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("invalid repository.kind '{other}'"),
+                )
+                .hint("repository.kind is \"local\" or \"s3\""));
+            }
+        };
+        let cluster = self.cluster.unwrap_or_else(|| "main".into());
+        if cluster.is_empty()
+            || !cluster
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || cluster.starts_with('.')
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("invalid repository.cluster '{cluster}'"),
+            )
+            .hint("use letters, digits, '-', '_' and '.' only"));
+        }
+        Ok(RepositoryConfig {
+            store,
+            cluster,
+            max_retries: self
+                .max_retries
+                .map(|v| v.get("repository.max_retries"))
+                .transpose()?
+                .unwrap_or(10) as usize,
+            request_timeout: duration(
+                "repository.request_timeout",
+                self.request_timeout,
+                Duration::from_secs(30),
+            )?,
+        })
+    }
+}
+
+impl RawArchive {
+    fn resolve(self) -> Result<ArchiveConfig> {
+        let level = self
+            .compress_level
+            .map(|v| v.get("archive.compress_level"))
+            .transpose()?
+            .unwrap_or(DEFAULT_COMPRESS_LEVEL);
+        if !(0..=19).contains(&level) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("invalid archive.compress_level {level}"),
+            )
+            .hint("use 0 (no compression) or a zstd level from 1 to 19"));
+        }
+        let timeout = duration("archive.timeout", self.timeout, Duration::from_secs(60))?;
+        if timeout.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "archive.timeout must be positive",
+            ));
+        }
+        Ok(ArchiveConfig {
+            compression: if level == 0 {
+                Compression::None
+            } else {
+                Compression::Zstd(level)
+            },
+            compress_threads: self
+                .compress_threads
+                .map(|v| v.get("archive.compress_threads"))
+                .transpose()?
+                .unwrap_or(2),
+            push_lookahead: self
+                .push_lookahead
+                .map(|v| v.get("archive.push_lookahead"))
+                .transpose()?
+                .unwrap_or(DEFAULT_PUSH_LOOKAHEAD),
+            get_prefetch: self
+                .get_prefetch
+                .map(|v| v.get("archive.get_prefetch"))
+                .transpose()?
+                .unwrap_or(DEFAULT_GET_PREFETCH),
+            spool_path: self.spool_path,
+            timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn resolve(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        Raw::parse(text, Path::new("t.toml"), &vars(env))?.resolve()
+    }
+
+    #[test]
+    fn minimal_local_config_gets_defaults() {
+        let c = resolve("[repository]\npath = \"/r\"\n", &[]).unwrap();
+        assert_eq!(c.repository.store, StoreConfig::Local { path: "/r".into() });
+        assert_eq!(c.repository.cluster, "main");
+        assert_eq!(c.archive.timeout, Duration::from_secs(60));
+        assert_eq!(
+            c.archive.compression,
+            Compression::Zstd(DEFAULT_COMPRESS_LEVEL)
+        );
+    }
+
+    #[test]
+    fn environment_overrides_file_and_is_typed() {
+        let c = resolve(
+            "[repository]\nkind = \"local\"\npath = \"/r\"\n[archive]\ncompress_level = 5\n",
+            &[
+                ("PGKEEP_REPOSITORY_KIND", "s3"),
+                ("PGKEEP_REPOSITORY_BUCKET", "b"),
+                ("PGKEEP_REPOSITORY_ALLOW_HTTP", "true"),
+                ("PGKEEP_ARCHIVE_COMPRESS_LEVEL", "1"),
+                ("PGKEEP_ARCHIVE_TIMEOUT", "5s"),
+                ("PGKEEP_CONFIG", "/ignored"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        match c.repository.store {
+            StoreConfig::S3 {
+                bucket, allow_http, ..
+            } => {
+                assert_eq!(bucket, "b");
+                assert!(allow_http);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.archive.compression, Compression::Zstd(1));
+        assert_eq!(c.archive.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_input_is_a_config_error_with_a_hint() {
+        for (text, env) in [
+            ("[repository\npath=1", vec![]),
+            ("[repository]\npath = \"/r\"\ncolour = 1\n", vec![]),
+            ("[repository]\nkind = \"ftp\"\n", vec![]),
+            ("[repository]\nkind = \"s3\"\n", vec![]),
+            ("", vec![]),
+            (
+                "[repository]\npath = \"/r\"\n",
+                vec![("PGKEEP_NOPE_X", "1")],
+            ),
+            (
+                "[repository]\npath = \"/r\"\n",
+                vec![("PGKEEP_ARCHIVE_COMPRESS_LEVEL", "fast")],
+            ),
+            (
+                "[repository]\npath = \"/r\"\n[archive]\ntimeout = \"soon\"\n",
+                vec![],
+            ),
+            ("[repository]\npath = \"/r\"\ncluster = \"a/b\"\n", vec![]),
+        ] {
+            let err = resolve(text, &env).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{text}");
+            assert!(err.hint_text().is_some(), "{text}: {err}");
+            assert!(!err.one_line().contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Durable local file writes: write to a temporary name, fsync, rename into place, fsync the
+//! directory. A crash at any point leaves either the old state or the complete new file.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The temporary name a file is written under before it is published.
+pub fn temp_path(dest: &Path) -> PathBuf {
+    let mut name = dest
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".pgkeep.tmp");
+    dest.with_file_name(name)
+}
+
+/// Fsyncs a directory, so that entries created or renamed in it survive a crash.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `dest` atomically: `fill` writes the content into a temporary file, which is then
+/// fsynced, renamed over `dest`, and the directory fsynced. On error the temporary is removed.
+pub fn write_atomic<T>(
+    dest: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<T>,
+) -> io::Result<T> {
+    let tmp = temp_path(dest);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let value = fill(&mut f)?;
+        // The data must be on disk before the name points at it: otherwise a crash right after
+        // the rename can leave a complete-looking file full of zeros.
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        fsync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+        Ok(value)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Moves an already-durable file to `dest` (same file system) and makes the move durable.
+pub fn rename_durable(from: &Path, dest: &Path) -> io::Result<()> {
+    std::fs::rename(from, dest)?;
+    fsync_dir(dest.parent().unwrap_or(Path::new(".")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn publishes_only_complete_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        write_atomic(&dest, |f| f.write_all(b"one")).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
+        let err = write_atomic(&dest, |f| {
+            f.write_all(b"half")?;
+            Err::<(), _>(io::Error::other("boom"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
+        assert!(!temp_path(&dest).exists());
+    }
+}

@@ -1,0 +1,97 @@
+//! `pgkeep`: parse the command line, load the configuration, run one command, and turn its
+//! result into an exit code. The only place that exits the process.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgkeep::cli::{Cli, Command};
+use pgkeep::command::{archive_get, archive_push, init};
+use pgkeep::config::{Config, Raw};
+use pgkeep::error::{Error, ErrorKind};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let result = Raw::load(cli.config.as_deref(), &vars)
+        .and_then(Raw::resolve)
+        .and_then(|cfg| {
+            init_logging(&cfg, &vars);
+            run(&cfg, cli.command)
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgkeep: error[{}]: {}", e.kind().label(), e.one_line());
+            if let Some(hint) = e.hint_text() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(e.kind().exit_code())
+        }
+    }
+}
+
+fn init_logging(cfg: &Config, vars: &BTreeMap<String, String>) {
+    let filter = vars
+        .get("PGKEEP_LOG")
+        .cloned()
+        .unwrap_or_else(|| format!("pgkeep={}", cfg.log_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .try_init();
+}
+
+fn run(cfg: &Config, command: Command) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start runtime: {e}")))?;
+    rt.block_on(async {
+        match command {
+            Command::Init { data_dir, conninfo } => {
+                let r = init::run(cfg, init::InitArgs { data_dir, conninfo }).await?;
+                println!(
+                    "{} repository {} for system id {} (postgresql {}, {} MiB segments, create-if-absent {})",
+                    if r.existed { "found" } else { "created" },
+                    r.location,
+                    r.info.system_id,
+                    r.info.version,
+                    r.info.seg_size.bytes() >> 20,
+                    match r.info.create_mode {
+                        pgkeep::repo::CreateMode::Enforced => "enforced by the store",
+                        pgkeep::repo::CreateMode::Emulated => "emulated (store ignores If-None-Match)",
+                    }
+                );
+            }
+            Command::ArchivePush { path } => {
+                let r = archive_push::run(cfg, archive_push::PushArgs { path }).await?;
+                let p = &r.pushed;
+                tracing::info!(
+                    "archive-push {} {:?} ({} -> {} bytes) in {} ms, {} pushed ahead",
+                    p.file,
+                    p.outcome,
+                    p.plain_size,
+                    p.stored_size,
+                    r.elapsed.as_millis(),
+                    r.ahead
+                );
+            }
+            Command::ArchiveGet { file, dest } => {
+                let r = archive_get::run(cfg, archive_get::GetArgs { file, dest }).await?;
+                tracing::info!(
+                    "archive-get {} from {:?} ({} bytes) in {} ms, {} prefetched",
+                    r.file,
+                    r.source,
+                    r.size,
+                    r.elapsed.as_millis(),
+                    r.prefetched
+                );
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,14 @@
+//! PostgreSQL's vocabulary, pure: positions in the WAL, WAL file names and headers, and
+//! `pg_control`. Everything here parses bytes or strings at the edge into newtypes and does no
+//! I/O; no module outside `pg` interprets PostgreSQL formats itself.
+
+pub mod client;
+pub mod control;
+pub mod lsn;
+pub mod wal;
+pub mod wal_header;
+
+pub use control::{ControlFile, PgVersion, SystemId};
+pub use lsn::Lsn;
+pub use wal::{Timeline, WalFileName, WalSegSize, WalSegmentName};
+pub use wal_header::WalHeader;

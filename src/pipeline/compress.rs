@@ -1,0 +1,99 @@
+//! Compression of object bodies: none or zstd at a level, optionally multi-threaded.
+
+use std::io::{Read, Write};
+
+use super::{DecodeError, EncodeOptions};
+
+/// How an object body is compressed; stored in the object header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    /// zstd at this level (1..=19).
+    Zstd(i32),
+}
+
+/// The algorithm an object body was compressed with, as the header records it (the level
+/// does not matter for decoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Zstd,
+}
+
+impl Compression {
+    pub fn codec(self) -> Codec {
+        match self {
+            Compression::None => Codec::None,
+            Compression::Zstd(_) => Codec::Zstd,
+        }
+    }
+}
+
+impl Codec {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Codec::None => 0,
+            Codec::Zstd => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Result<Self, String> {
+        match code {
+            0 => Ok(Codec::None),
+            1 => Ok(Codec::Zstd),
+            other => Err(format!("unknown compression code {other}")),
+        }
+    }
+}
+
+pub(crate) fn compress_into(
+    input: &mut impl Read,
+    out: &mut Vec<u8>,
+    opts: EncodeOptions,
+) -> std::io::Result<()> {
+    match opts.compression {
+        Compression::None => {
+            input.read_to_end(out)?;
+        }
+        Compression::Zstd(level) => {
+            let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+            if opts.threads > 0 {
+                enc.multithread(opts.threads)?;
+            }
+            // Large reads: fewer calls into zstd and sha256 than io::copy's 8 KiB.
+            let mut buf = vec![0u8; 1 << 18];
+            loop {
+                let n = input.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                enc.write_all(&buf[..n])?;
+            }
+            enc.finish()?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn decompress_into(
+    codec: Codec,
+    body: &[u8],
+    out: &mut impl Write,
+) -> Result<(), DecodeError> {
+    match codec {
+        Codec::None => out.write_all(body).map_err(DecodeError::Write),
+        Codec::Zstd => {
+            let mut dec =
+                zstd::stream::read::Decoder::with_buffer(body).map_err(DecodeError::Decompress)?;
+            // Tell a decompression fault from a failing destination: copy by hand.
+            let mut buf = vec![0u8; 1 << 17];
+            loop {
+                let n = dec.read(&mut buf).map_err(DecodeError::Decompress)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                out.write_all(&buf[..n]).map_err(DecodeError::Write)?;
+            }
+        }
+    }
+}

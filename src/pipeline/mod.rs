@@ -1,0 +1,146 @@
+//! Bytes in, bytes out: every object pgkeep stores passes through `encode` (sha256 of the
+//! plaintext, zstd, a self-describing header) and comes back through `decode` (header, zstd,
+//! sha256 and size checked). Knows nothing of PostgreSQL, keys or stores.
+
+pub mod checksum;
+pub mod compress;
+pub mod header;
+
+use std::io::{Read, Write};
+
+pub use checksum::Digest;
+pub use compress::{Codec, Compression};
+pub use header::{HEADER_LEN, ObjectHeader};
+
+/// How to encode.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeOptions {
+    pub compression: Compression,
+    /// zstd worker threads (0 = compress on the calling thread).
+    pub threads: u32,
+}
+
+/// An encoded object: header followed by the compressed body, ready to store.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub header: ObjectHeader,
+}
+
+/// Reads `input` to the end, hashing and compressing it as it goes.
+pub fn encode(input: impl Read, opts: EncodeOptions, size_hint: usize) -> std::io::Result<Encoded> {
+    let mut out = Vec::with_capacity(HEADER_LEN + size_hint / 4);
+    out.resize(HEADER_LEN, 0);
+    let mut hashing = checksum::HashingReader::new(input);
+    compress::compress_into(&mut hashing, &mut out, opts)?;
+    let (digest, size) = hashing.finish();
+    let header = ObjectHeader {
+        codec: opts.compression.codec(),
+        plain_size: size,
+        sha256: digest,
+    };
+    // The header goes in front last: it carries the checksum of what was actually read.
+    out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+    Ok(Encoded { bytes: out, header })
+}
+
+/// Why an object could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("bad object header: {0}")]
+    Header(String),
+    #[error("cannot decompress: {0}")]
+    Decompress(std::io::Error),
+    #[error("cannot write decoded bytes: {0}")]
+    Write(std::io::Error),
+    #[error("checksum mismatch: stored sha256 {expected}, content has {actual}")]
+    Checksum { expected: Digest, actual: Digest },
+    #[error("size mismatch: header says {expected} bytes, content has {actual}")]
+    Size { expected: u64, actual: u64 },
+}
+
+/// Decodes a stored object into `out`, verifying size and sha256. On error `out` may hold a
+/// prefix of unverified bytes: callers write to a temporary file and publish only on success.
+pub fn decode(stored: &[u8], out: impl Write) -> Result<ObjectHeader, DecodeError> {
+    let header = ObjectHeader::from_bytes(stored).map_err(DecodeError::Header)?;
+    let body = &stored[HEADER_LEN..];
+    let mut hashing = checksum::HashingWriter::new(out);
+    compress::decompress_into(header.codec, body, &mut hashing)?;
+    let (actual, size) = hashing.finish();
+    if size != header.plain_size {
+        return Err(DecodeError::Size {
+            expected: header.plain_size,
+            actual: size,
+        });
+    }
+    if actual != header.sha256 {
+        return Err(DecodeError::Checksum {
+            expected: header.sha256,
+            actual,
+        });
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(compression: Compression, threads: u32) -> EncodeOptions {
+        EncodeOptions {
+            compression,
+            threads,
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_every_compression() {
+        let data = sample();
+        for o in [
+            opts(Compression::None, 0),
+            opts(Compression::Zstd(1), 0),
+            opts(Compression::Zstd(3), 2),
+        ] {
+            let enc = encode(&data[..], o, data.len()).unwrap();
+            assert_eq!(enc.header.plain_size, data.len() as u64);
+            assert_eq!(enc.header.sha256, Digest::of(&data));
+            let mut back = Vec::new();
+            let h = decode(&enc.bytes, &mut back).unwrap();
+            assert_eq!(h, enc.header);
+            assert_eq!(back, data);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_is_detected() {
+        let data = sample();
+        let enc = encode(&data[..], opts(Compression::Zstd(1), 0), data.len()).unwrap();
+        for pos in [5, HEADER_LEN + 3, enc.bytes.len() / 2, enc.bytes.len() - 1] {
+            let mut bad = enc.bytes.clone();
+            bad[pos] ^= 0x40;
+            assert!(decode(&bad, std::io::sink()).is_err(), "flip at {pos}");
+        }
+        let plain = encode(&data[..], opts(Compression::None, 0), data.len()).unwrap();
+        let mut bad = plain.bytes.clone();
+        bad[HEADER_LEN + 10] ^= 1;
+        assert!(matches!(
+            decode(&bad, std::io::sink()),
+            Err(DecodeError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_objects_are_detected() {
+        let data = sample();
+        let enc = encode(&data[..], opts(Compression::None, 0), data.len()).unwrap();
+        let err = decode(&enc.bytes[..enc.bytes.len() - 1], std::io::sink()).unwrap_err();
+        assert!(matches!(err, DecodeError::Size { .. }));
+        assert!(decode(&enc.bytes[..10], std::io::sink()).is_err());
+    }
+}

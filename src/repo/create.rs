@@ -1,0 +1,113 @@
+//! Creating a repository (`pgkeep init`): probe whether the store really enforces
+//! create-if-absent, then write `repo.json` and its copy. Re-running init on a repository of
+//! the same cluster is a no-op; on one of another cluster it is refused.
+
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::info::{self, CreateMode, RepoInfo};
+use super::layout::{Layout, RepoKey};
+use super::{Repo, store};
+use crate::config::RepositoryConfig;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The outcome of `create`.
+#[derive(Debug)]
+pub struct CreatedRepo {
+    pub repo: Repo,
+    /// The repository already existed for this cluster; nothing was written.
+    pub existed: bool,
+}
+
+pub async fn create(cfg: &RepositoryConfig, wanted: RepoInfo) -> Result<CreatedRepo> {
+    let (store, location) = store::build(cfg, true)?;
+    let layout = Layout::new(&cfg.store, &cfg.cluster);
+
+    // An existing repository must serve this very cluster.
+    match info::read(store.as_ref(), &layout, &location).await {
+        Ok(existing) => {
+            existing.check_serves(wanted.system_id, wanted.version, &location)?;
+            let repo = Repo::from_parts(store, layout, location, existing);
+            return Ok(CreatedRepo {
+                repo,
+                existed: true,
+            });
+        }
+        Err(e) if e.kind() == ErrorKind::RepoMissing => {}
+        Err(e) => return Err(e),
+    }
+
+    let mode = probe_create_mode(&store, &layout).await?;
+    if mode == CreateMode::Emulated {
+        tracing::warn!(
+            "{location} does not enforce create-if-absent (If-None-Match); pgkeep will read before every write"
+        );
+    }
+    let info = RepoInfo {
+        create_mode: mode,
+        ..wanted
+    };
+    let body = info.to_object()?;
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    // The copy first: a crash between the two leaves a readable copy and no main file, and
+    // `info::read` falls back to the copy.
+    let copy = layout.path(&RepoKey::InfoCopy);
+    store
+        .put(&copy, PutPayload::from(body.clone()))
+        .await
+        .map_err(|e| store::error("write", &copy, e))?;
+    let main = layout.path(&RepoKey::Info);
+    match store.put_opts(&main, PutPayload::from(body), create).await {
+        Ok(_) => {}
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("{location} was initialised concurrently by another process"),
+            )
+            .hint("run 'pgkeep init' again to check that it serves this cluster"));
+        }
+        Err(e) => return Err(store::error("write", &main, e)),
+    }
+    let repo = Repo::from_parts(store, layout, location, info);
+    Ok(CreatedRepo {
+        repo,
+        existed: false,
+    })
+}
+
+/// Writes a probe object twice with `PutMode::Create`: a store that accepts the second write
+/// does not enforce create-if-absent (Garage 2.x ignores `If-None-Match: *`).
+async fn probe_create_mode(store: &Arc<dyn ObjectStore>, layout: &Layout) -> Result<CreateMode> {
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let path = layout.path(&RepoKey::Probe(nonce));
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    store
+        .put_opts(&path, PutPayload::from_static(b"first"), create())
+        .await
+        .map_err(|e| store::error("write probe object", &path, e))?;
+    let second = store
+        .put_opts(&path, PutPayload::from_static(b"second"), create())
+        .await;
+    let mode = match second {
+        Ok(_) => CreateMode::Emulated,
+        Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. }) => CreateMode::Enforced,
+        Err(e) => return Err(store::error("write probe object", &path, e)),
+    };
+    store
+        .delete(&path)
+        .await
+        .map_err(|e| store::error("delete probe object", &path, e))?;
+    Ok(mode)
+}

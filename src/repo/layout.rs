@@ -1,0 +1,111 @@
+//! Object keys: `RepoKey` names every object the repository can hold, and `Layout` turns it
+//! into a store path. No other module builds a path.
+//!
+//! ```text
+//! <prefix>/<cluster>/repo.json (+ repo.json.copy)
+//! <prefix>/<cluster>/wal/<TLI+LOG>/<segment>[.partial|.<offset>.backup]
+//! <prefix>/<cluster>/wal/<TTTTTTTT>.history
+//! <prefix>/<cluster>/probe/<nonce>        create-if-absent probe, deleted right after init
+//! ```
+
+use object_store::path::Path;
+
+use crate::config::StoreConfig;
+use crate::pg::{WalFileName, WalSegSize};
+
+/// Every kind of object in the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoKey {
+    Info,
+    InfoCopy,
+    /// A WAL file, by its validated PostgreSQL file name.
+    Wal {
+        file: String,
+        dir: Option<String>,
+    },
+    Probe(String),
+}
+
+impl RepoKey {
+    pub fn wal(name: &WalFileName, seg: WalSegSize) -> RepoKey {
+        let dir = match name {
+            WalFileName::Segment(s)
+            | WalFileName::Partial(s)
+            | WalFileName::BackupHistory(s, _) => Some(s.log_dir(seg)),
+            WalFileName::History(_) => None,
+        };
+        RepoKey::Wal {
+            file: name.file_name(seg),
+            dir,
+        }
+    }
+}
+
+/// Maps keys to store paths under `<prefix>/<cluster>`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: String,
+}
+
+impl Layout {
+    pub fn new(store: &StoreConfig, cluster: &str) -> Layout {
+        let prefix = match store {
+            StoreConfig::S3 { prefix, .. } => prefix.as_str(),
+            StoreConfig::Local { .. } => "",
+        };
+        let root = [prefix, cluster]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        Layout { root }
+    }
+
+    pub fn path(&self, key: &RepoKey) -> Path {
+        let rel = match key {
+            RepoKey::Info => "repo.json".to_string(),
+            RepoKey::InfoCopy => "repo.json.copy".to_string(),
+            RepoKey::Wal { file, dir: Some(d) } => format!("wal/{d}/{file}"),
+            RepoKey::Wal { file, dir: None } => format!("wal/{file}"),
+            RepoKey::Probe(nonce) => format!("probe/{nonce}"),
+        };
+        Path::from(format!("{}/{rel}", self.root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_the_documented_paths() {
+        let seg = WalSegSize::DEFAULT;
+        let s3 = StoreConfig::S3 {
+            bucket: "b".into(),
+            prefix: "pg/prod".into(),
+            region: "r".into(),
+            endpoint: None,
+            allow_http: false,
+            virtual_hosted_style: false,
+        };
+        let l = Layout::new(&s3, "main");
+        assert_eq!(l.path(&RepoKey::Info).as_ref(), "pg/prod/main/repo.json");
+        let w = WalFileName::parse("0000000200000001000000A0", seg).unwrap();
+        assert_eq!(
+            l.path(&RepoKey::wal(&w, seg)).as_ref(),
+            "pg/prod/main/wal/0000000200000001/0000000200000001000000A0"
+        );
+        let h = WalFileName::parse("00000002.history", seg).unwrap();
+        assert_eq!(
+            l.path(&RepoKey::wal(&h, seg)).as_ref(),
+            "pg/prod/main/wal/00000002.history"
+        );
+        let local = Layout::new(&StoreConfig::Local { path: "/x".into() }, "c1");
+        let p = WalFileName::parse("000000010000000000000003.partial", seg).unwrap();
+        assert_eq!(
+            local.path(&RepoKey::wal(&p, seg)).as_ref(),
+            "c1/wal/0000000100000000/000000010000000000000003.partial"
+        );
+    }
+}

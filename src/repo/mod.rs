@@ -1,0 +1,146 @@
+//! The repository: the only module that knows object keys (`layout`), how to reach a store
+//! (`store`), what `repo.json` says (`info`), and how a create-if-absent write is made safe on
+//! stores that do not enforce it. Commands talk to `Repo`, never to object_store directly.
+
+pub mod create;
+pub mod info;
+pub mod layout;
+pub mod store;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::config::RepositoryConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::{HEADER_LEN, ObjectHeader};
+
+pub use info::{CreateMode, RepoInfo};
+pub use layout::{Layout, RepoKey};
+
+/// What a create-if-absent write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// We wrote the object.
+    New,
+    /// An object was already there; nothing was written.
+    Existed,
+}
+
+/// An opened repository: store, key layout and the identity it serves.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    store: Arc<dyn ObjectStore>,
+    layout: Layout,
+    location: String,
+    info: RepoInfo,
+}
+
+impl Repo {
+    /// Opens an initialised repository: reads `repo.json` (or its copy).
+    pub async fn open(cfg: &RepositoryConfig) -> Result<Repo> {
+        let (store, location) = store::build(cfg, false)?;
+        let layout = Layout::new(&cfg.store, &cfg.cluster);
+        let info = info::read(store.as_ref(), &layout, &location).await?;
+        Ok(Repo {
+            store,
+            layout,
+            location,
+            info,
+        })
+    }
+
+    /// Assembles a repository from parts (used by `init`, which creates `repo.json`).
+    pub fn from_parts(
+        store: Arc<dyn ObjectStore>,
+        layout: Layout,
+        location: String,
+        info: RepoInfo,
+    ) -> Repo {
+        Repo {
+            store,
+            layout,
+            location,
+            info,
+        }
+    }
+
+    pub fn info(&self) -> &RepoInfo {
+        &self.info
+    }
+
+    /// Where this repository is, for messages (`/var/lib/pgkeep/repo` or `s3://bucket/prefix`).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn path(&self, key: &RepoKey) -> Path {
+        self.layout.path(key)
+    }
+
+    /// The whole object, or `None` when it does not exist.
+    pub async fn get(&self, key: &RepoKey) -> Result<Option<Bytes>> {
+        let path = self.path(key);
+        match self.store.get(&path).await {
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| store::error("read", &path, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store::error("read", &path, e)),
+        }
+    }
+
+    /// Only the object header (one small ranged read), or `None` when it does not exist.
+    pub async fn get_header(&self, key: &RepoKey) -> Result<Option<ObjectHeader>> {
+        let path = self.path(key);
+        match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
+            Ok(bytes) => ObjectHeader::from_bytes(&bytes).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!("object {path} has a bad header: {e}"),
+                )
+                .hint("run pgkeep verify; the object may need to be removed by hand")
+            }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store::error("read", &path, e)),
+        }
+    }
+
+    /// Stores `bytes` under `key` unless an object is already there. On a store that enforces
+    /// `If-None-Match` this is one atomic request. On one that does not (Garage 2.x), it is a
+    /// read then a write: two writers racing for the same new key can both "win", the later
+    /// overwriting the earlier. For WAL that race needs two clusters pushing the same name at
+    /// the same moment, which the system-id check already refuses; see config/README.md.
+    pub async fn put_if_absent(&self, key: &RepoKey, bytes: Bytes) -> Result<Created> {
+        let path = self.path(key);
+        if self.info.create_mode == CreateMode::Emulated && self.exists(&path).await? {
+            return Ok(Created::Existed);
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(Created::New),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(Created::Existed),
+            Err(e) => Err(store::error("write", &path, e)),
+        }
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store::error("read", path, e)),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Reaching a store: builds the object_store client for a local directory (fsync on) or an
+//! S3-compatible service (path-style, retries with decorrelated-jitter backoff, credentials from
+//! the standard AWS chain through aws-config), and maps store errors to pgkeep's kinds.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, CredentialProvider, ObjectStore, RetryConfig};
+use tokio::sync::Mutex;
+
+use crate::config::{RepositoryConfig, StoreConfig};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Builds the store; `create` makes a missing local directory (only `init` does that).
+pub fn build(cfg: &RepositoryConfig, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
+    match &cfg.store {
+        StoreConfig::Local { path } => {
+            let location = path.display().to_string();
+            if create {
+                std::fs::create_dir_all(path)
+                    .map_err(|e| Error::io("create repository directory", path, e))?;
+            }
+            if !path.is_dir() {
+                return Err(Error::new(
+                    ErrorKind::RepoMissing,
+                    format!("repository directory {location} does not exist"),
+                )
+                .hint("run 'pgkeep init', or fix repository.path"));
+            }
+            let fs = LocalFileSystem::new_with_prefix(path)
+                .map_err(|e| store_error("open", &location, e))?
+                // Durability: every put fsyncs the file and its directory before returning,
+                // so an acknowledged WAL segment survives a power loss.
+                .with_fsync(true)
+                .with_automatic_cleanup(true);
+            Ok((Arc::new(fs), location))
+        }
+        StoreConfig::S3 {
+            bucket,
+            prefix,
+            region,
+            endpoint,
+            allow_http,
+            virtual_hosted_style,
+        } => {
+            let location = if prefix.is_empty() {
+                format!("s3://{bucket}")
+            } else {
+                format!("s3://{bucket}/{prefix}")
+            };
+            let retry = RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_secs(5),
+                    base: 2.0,
+                },
+                max_retries: cfg.max_retries,
+                retry_timeout: Duration::from_secs(300),
+            };
+            let client = ClientOptions::new()
+                .with_timeout(cfg.request_timeout)
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_allow_http(*allow_http);
+            let mut b = AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region(region)
+                .with_virtual_hosted_style_request(*virtual_hosted_style)
+                .with_retry(retry)
+                .with_client_options(client)
+                .with_credentials(Arc::new(AwsChain::new(region.clone())));
+            if let Some(ep) = endpoint {
+                b = b.with_endpoint(ep);
+            }
+            let s3 = b.build().map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("invalid s3 repository settings: {e}"),
+                )
+                .hint("check repository.bucket, region and endpoint")
+            })?;
+            Ok((Arc::new(s3), location))
+        }
+    }
+}
+
+fn store_error(what: &str, location: &str, e: object_store::Error) -> Error {
+    error(what, &Path::from(location.trim_start_matches('/')), e)
+}
+
+/// Maps an object_store error on `path` to a pgkeep error with a hint.
+pub fn error(what: &str, path: &Path, e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    let (kind, hint) = match &e {
+        E::NotFound { .. } => (ErrorKind::NotFound, "the object does not exist"),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
+            ErrorKind::Auth,
+            "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy",
+        ),
+        E::AlreadyExists { .. } | E::Precondition { .. } => (
+            ErrorKind::Conflict,
+            "another object is stored under this name",
+        ),
+        _ => classify_generic(&e),
+    };
+    Error::new(kind, format!("cannot {what} {path}"))
+        .hint(hint)
+        .source(e)
+}
+
+fn classify_generic(e: &object_store::Error) -> (ErrorKind, &'static str) {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("403")
+        || lower.contains("accessdenied")
+        || lower.contains("invalidaccesskeyid")
+        || lower.contains("signaturedoesnotmatch")
+        || lower.contains("credential")
+    {
+        (
+            ErrorKind::Auth,
+            "check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and the bucket policy",
+        )
+    } else if has_io_source(e) && !lower.contains("http") {
+        (
+            ErrorKind::Io,
+            "check the repository directory's permissions and free space",
+        )
+    } else {
+        (
+            ErrorKind::Unreachable,
+            "check repository.endpoint and the network; pgkeep retried with backoff before giving up",
+        )
+    }
+}
+
+fn has_io_source(e: &object_store::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = cur {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
+}
+
+/// Credentials from the standard AWS chain (environment, shared profile, web identity, ECS,
+/// instance metadata), resolved lazily and cached until shortly before they expire.
+#[derive(Debug)]
+struct AwsChain {
+    region: String,
+    cached: Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+impl AwsChain {
+    fn new(region: String) -> Self {
+        AwsChain {
+            region,
+            cached: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for AwsChain {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let mut cached = self.cached.lock().await;
+        if let Some((cred, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|t| t > SystemTime::now() + Duration::from_secs(300));
+            if fresh {
+                return Ok(Arc::clone(cred));
+            }
+        }
+        let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+            .region(aws_config::Region::new(self.region.clone()))
+            .build()
+            .await;
+        let creds = chain.provide_credentials().await.map_err(|e| {
+            object_store::Error::Unauthenticated {
+                path: String::new(),
+                source: format!(
+                    "no AWS credentials found ({e}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or a role"
+                )
+                .into(),
+            }
+        })?;
+        let cred = Arc::new(AwsCredential {
+            key_id: creds.access_key_id().to_string(),
+            secret_key: creds.secret_access_key().to_string(),
+            token: creds.session_token().map(str::to_string),
+        });
+        *cached = Some((Arc::clone(&cred), creds.expiry()));
+        Ok(cred)
+    }
+}
