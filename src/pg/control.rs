@@ -110,14 +110,14 @@ impl FromStr for PgVersion {
 }
 
 /// Where the version-dependent tail fields of `ControlFileData` sit.
-struct Layout {
-    blcksz: usize,
-    seg_size: usize,
-    checksum_version: usize,
-    crc: usize,
+pub(crate) struct Layout {
+    pub(crate) blcksz: usize,
+    pub(crate) seg_size: usize,
+    pub(crate) checksum_version: usize,
+    pub(crate) crc: usize,
 }
 
-fn layout(pg_control_version: u32) -> Option<Layout> {
+pub(crate) fn layout(pg_control_version: u32) -> Option<Layout> {
     match pg_control_version {
         // 13, 14, 15, 16 and 17 share the tail; 17 changed only the CheckPoint copy's padding.
         1300 | 1700 => Some(Layout {
@@ -224,33 +224,9 @@ impl ControlFile {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Synthesizes a pg_control image the way PostgreSQL lays it out (like pgBackRest's
-    /// test harness does), with a valid CRC.
-    pub(crate) fn synth_control(
-        sysid: u64,
-        pg_control_version: u32,
-        catver: u32,
-        seg_size: u32,
-    ) -> Vec<u8> {
-        let l = layout(pg_control_version).unwrap();
-        let mut b = vec![0u8; 8192];
-        b[0..8].copy_from_slice(&sysid.to_le_bytes());
-        b[8..12].copy_from_slice(&pg_control_version.to_le_bytes());
-        b[12..16].copy_from_slice(&catver.to_le_bytes());
-        b[16..20].copy_from_slice(&6u32.to_le_bytes());
-        b[32..40].copy_from_slice(&0x0000_0001_0000_0028u64.to_le_bytes());
-        b[40..48].copy_from_slice(&0x0000_0001_0000_0028u64.to_le_bytes());
-        b[48..52].copy_from_slice(&3u32.to_le_bytes());
-        b[l.blcksz..l.blcksz + 4].copy_from_slice(&8192u32.to_le_bytes());
-        b[l.seg_size..l.seg_size + 4].copy_from_slice(&seg_size.to_le_bytes());
-        b[l.checksum_version..l.checksum_version + 4].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..l.crc]);
-        b[l.crc..l.crc + 4].copy_from_slice(&crc.to_le_bytes());
-        b
-    }
+    use crate::pg::fixtures::synth_control;
 
     #[test]
     fn parses_synthesized_control_files_of_each_major() {

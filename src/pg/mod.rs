@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod control;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod lsn;
 pub mod wal;
 pub mod wal_header;

@@ -8,7 +8,7 @@ use super::wal::{WalSegSize, WalSegmentName};
 /// Size of `XLogLongPageHeaderData` on disk.
 pub const LONG_HEADER_LEN: usize = 40;
 /// `XLP_LONG_HEADER`: set in `xlp_info` on the first page of a segment.
-const XLP_LONG_HEADER: u16 = 0x0002;
+pub(crate) const XLP_LONG_HEADER: u16 = 0x0002;
 
 /// The fields of a segment's first page header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,27 +91,10 @@ impl WalHeader {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::pg::fixtures::synth_header;
     use crate::pg::wal::Timeline;
-
-    /// The first page header PostgreSQL writes for `name`.
-    pub(crate) fn synth_header(
-        magic: u16,
-        sysid: u64,
-        name: WalSegmentName,
-        seg: WalSegSize,
-    ) -> Vec<u8> {
-        let mut b = vec![0u8; LONG_HEADER_LEN];
-        b[0..2].copy_from_slice(&magic.to_le_bytes());
-        b[2..4].copy_from_slice(&XLP_LONG_HEADER.to_le_bytes());
-        b[4..8].copy_from_slice(&name.tli.0.to_le_bytes());
-        b[8..16].copy_from_slice(&name.start_lsn(seg).0.to_le_bytes());
-        b[24..32].copy_from_slice(&sysid.to_le_bytes());
-        b[32..36].copy_from_slice(&seg.bytes().to_le_bytes());
-        b[36..40].copy_from_slice(&8192u32.to_le_bytes());
-        b
-    }
 
     fn expect() -> WalExpect {
         WalExpect {

@@ -1,0 +1,11 @@
+//! Test harness: real servers (PostgreSQL, Garage) started per test on loopback, each killed
+//! when its guard drops or, should the test process die, by the kernel (parent-death signal).
+#![allow(dead_code)]
+// Test-only process control (prctl, kill, setsockopt) needs libc calls.
+#![allow(unsafe_code)]
+
+pub mod garage;
+pub mod pgkeep;
+pub mod postgres;
+pub mod proc;
+pub mod proxy;

@@ -1,0 +1,195 @@
+//! A real PostgreSQL server for tests: initdb and postgres run as the `postgres` user, on a
+//! free loopback port with its socket in the test's directory.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::proc::{ChildGuard, free_port, postgres_user, run_ok, wait_for};
+
+/// Where the PostgreSQL binaries are (`PGKEEP_TEST_PG_BIN`, default Debian's PostgreSQL 15).
+pub fn pg_bin() -> PathBuf {
+    std::env::var_os("PGKEEP_TEST_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+/// A command that runs as the postgres user.
+pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let (uid, gid) = postgres_user();
+    let mut c = Command::new(program);
+    c.uid(uid)
+        .gid(gid)
+        .env("HOME", "/tmp")
+        .env_remove("PGKEEP_CONFIG");
+    c
+}
+
+pub struct Pg {
+    pub bin: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    pub sock: PathBuf,
+    server: Option<ChildGuard>,
+}
+
+impl Pg {
+    /// A fresh cluster from initdb in `dir/<name>` (not started).
+    pub fn initdb(bin: &Path, dir: &Path, name: &str) -> Pg {
+        let data = dir.join(name);
+        run_ok(
+            "initdb",
+            as_postgres(bin.join("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data),
+        );
+        Pg::at(bin, data)
+    }
+
+    /// A cluster whose data directory already exists (e.g. restored from a backup).
+    pub fn at(bin: &Path, data: PathBuf) -> Pg {
+        let sock = data.parent().expect("parent").join(format!(
+            "sock-{}",
+            data.file_name().expect("name").to_string_lossy()
+        ));
+        Pg {
+            bin: bin.to_path_buf(),
+            data,
+            port: free_port(),
+            sock,
+            server: None,
+        }
+    }
+
+    /// Appends settings to postgresql.auto.conf-like postgresql.conf.
+    pub fn configure(&self, lines: &[String]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        for l in lines {
+            writeln!(f, "{l}").expect("write conf");
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&mut self) {
+        std::fs::create_dir_all(&self.sock).expect("socket dir");
+        let (uid, gid) = postgres_user();
+        std::os::unix::fs::chown(&self.sock, Some(uid), Some(gid)).expect("chown sock");
+        let log = std::fs::File::create(self.data.with_extension("log")).expect("log");
+        let mut cmd = as_postgres(self.bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.sock.display()))
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SIGQUIT: PostgreSQL's immediate shutdown, if the test process dies.
+        self.server = Some(ChildGuard::spawn("postgres", cmd, libc::SIGQUIT));
+        let server = self.server.as_mut().expect("server");
+        let (sock, port) = (self.sock.clone(), self.port);
+        wait_for(
+            "postgres to accept connections",
+            Duration::from_secs(120),
+            || {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    panic!(
+                        "postgres exited early ({status}); see {}",
+                        self.data.with_extension("log").display()
+                    );
+                }
+                let ok = Command::new("pg_isready")
+                    .arg("-h")
+                    .arg(&sock)
+                    .args(["-p", &port.to_string(), "-q"])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                ok.then_some(())
+            },
+        );
+    }
+
+    /// Fast shutdown, waiting for the server to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop_with(libc::SIGINT);
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Runs SQL through psql and returns its unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg("-h")
+            .arg(&self.sock)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `pgbench` against this server.
+    pub fn pgbench(&self, args: &[&str]) {
+        run_ok(
+            "pgbench",
+            Command::new("pgbench")
+                .arg("-h")
+                .arg(&self.sock)
+                .args(["-p", &self.port.to_string(), "-U", "postgres"])
+                .args(args)
+                .arg("postgres"),
+        );
+    }
+
+    /// Switches to a new WAL segment and waits until the archiver has archived the old one.
+    pub fn switch_and_wait_archived(&self) -> String {
+        let seg = self.psql("SELECT pg_walfile_name(pg_switch_wal())");
+        let archived = wait_for(
+            "the last segment to be archived",
+            Duration::from_secs(120),
+            || {
+                let row = self.psql(
+                    "SELECT coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver",
+                );
+                let last = row.split('|').next().unwrap_or_default().to_string();
+                (last.as_str() >= seg.as_str() && !last.is_empty()).then_some(last)
+            },
+        );
+        assert_eq!(archived, seg);
+        seg
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
