@@ -124,12 +124,23 @@ impl Error {
 
     /// A local I/O failure on `path` while doing `what`.
     pub fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
-        let kind = if err.kind() == std::io::ErrorKind::NotFound {
-            ErrorKind::InvalidInput
-        } else {
-            ErrorKind::Io
+        let (kind, hint) = match err.kind() {
+            std::io::ErrorKind::NotFound => (
+                ErrorKind::InvalidInput,
+                "check the path (PostgreSQL passes %p relative to the data directory)",
+            ),
+            std::io::ErrorKind::PermissionDenied => (
+                ErrorKind::Io,
+                "run pgkeep as the user that owns the file (usually postgres)",
+            ),
+            _ => (
+                ErrorKind::Io,
+                "check the file system: free space, permissions, mounts",
+            ),
         };
-        Error::new(kind, format!("cannot {what} {}: {err}", path.display())).source(err)
+        Error::new(kind, format!("cannot {what} {}: {err}", path.display()))
+            .hint(hint)
+            .source(err)
     }
 
     /// The one-line form: message, then the innermost cause when it adds something.
