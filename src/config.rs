@@ -219,21 +219,16 @@ fn overlay_env(table: &mut toml::Table, vars: &BTreeMap<String, String>) -> Resu
             continue;
         }
         let lower = rest.to_ascii_lowercase();
-        let (section, key) = SECTIONS
-            .iter()
-            .find_map(|s| {
-                lower
-                    .strip_prefix(s)
-                    .and_then(|k| k.strip_prefix('_'))
-                    .map(|k| (*s, k))
-            })
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("unknown environment variable {name}"),
-                )
-                .hint("configuration variables are PGKEEP_<SECTION>_<KEY>, e.g. PGKEEP_REPOSITORY_PATH")
-            })?;
+        // Variables of other sections (PGKEEP_TEST_*, wrappers' own) are not ours to judge;
+        // a misspelt key inside a known section is caught by deny_unknown_fields.
+        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+            lower
+                .strip_prefix(s)
+                .and_then(|k| k.strip_prefix('_'))
+                .map(|k| (*s, k))
+        }) else {
+            continue;
+        };
         let entry = table
             .entry(section)
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -421,6 +416,7 @@ mod tests {
                 ("PGKEEP_ARCHIVE_COMPRESS_LEVEL", "1"),
                 ("PGKEEP_ARCHIVE_TIMEOUT", "5s"),
                 ("PGKEEP_CONFIG", "/ignored"),
+                ("PGKEEP_TEST_PG13_BIN", "/not/a/section"),
                 ("HOME", "/root"),
             ],
         )
@@ -448,7 +444,7 @@ mod tests {
             ("", vec![]),
             (
                 "[repository]\npath = \"/r\"\n",
-                vec![("PGKEEP_NOPE_X", "1")],
+                vec![("PGKEEP_REPOSITORY_COLOUR", "1")],
             ),
             (
                 "[repository]\npath = \"/r\"\n",

@@ -1,0 +1,179 @@
+//! End to end with real PostgreSQL servers: `archive_command = pgkeep archive-push %p` under
+//! pgbench load, every segment PostgreSQL marked `.done` is in the repository and comes back
+//! byte-identical through `archive-get`, and a copy of the cluster taken before the load
+//! recovers through `restore_command = pgkeep archive-get` to exactly the committed rows.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::garage::Garage;
+use support::pgkeep::Pgkeep;
+use support::postgres::{Pg, pg_bin};
+use support::proc::{postgres_tempdir, run_ok};
+
+/// The server binaries of a major: `PGKEEP_TEST_PG<major>_BIN`, else Debian's 15.
+fn major_bin(major: u32) -> PathBuf {
+    if major == 15 {
+        return pg_bin();
+    }
+    let var = format!("PGKEEP_TEST_PG{major}_BIN");
+    std::env::var_os(&var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{var} is not set: run the suite through scripts/test.sh, which installs PostgreSQL {major}"))
+}
+
+fn chown_postgres(path: &Path) {
+    run_ok(
+        "chown",
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path),
+    );
+}
+
+/// Copies a stopped cluster's data directory (a cold base for archive recovery).
+fn copy_dir(from: &Path, to: &Path) {
+    run_ok("cp", Command::new("cp").arg("-a").arg(from).arg(to));
+}
+
+fn archive_and_recover(major: u32, pk: Pgkeep, dir: &Path) {
+    let bin = major_bin(major);
+    let mut primary = Pg::initdb(&bin, dir, "primary");
+    primary.configure(&[
+        "wal_level = replica".into(),
+        "archive_mode = on".into(),
+        format!(
+            "archive_command = '{}'",
+            pk.archive_command().replace('\'', "''")
+        ),
+        "wal_keep_size = '1GB'".into(),
+        "max_wal_size = '1GB'".into(),
+    ]);
+    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    if let Some(repo) = local_repo(&pk) {
+        chown_postgres(&repo);
+    }
+
+    // Schema and initial data, then a clean stop: the copy taken now is the recovery base.
+    primary.start();
+    primary.psql("CREATE TABLE marks (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())");
+    primary.pgbench(&["-i", "-s", "2", "-q"]);
+    primary.stop();
+    let base = dir.join("restored");
+    copy_dir(&primary.data, &base);
+
+    // Load: pgbench, committed marks, and a switch so the last segment is archived too.
+    primary.start();
+    primary.pgbench(&["-T", "3", "-c", "2"]);
+    primary.psql("INSERT INTO marks (id) SELECT generate_series(1, 1000)");
+    let history = primary.psql("SELECT count(*) FROM pgbench_history");
+    primary.switch_and_wait_archived();
+    assert_eq!(
+        primary.psql("SELECT failed_count FROM pg_stat_archiver"),
+        "0",
+        "{}",
+        primary.log()
+    );
+
+    // Every segment PostgreSQL marked done comes back byte-identical.
+    let wal = primary.data.join("pg_wal");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(wal.join("archive_status")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(seg) = name.strip_suffix(".done") else {
+            continue;
+        };
+        let local = wal.join(seg);
+        if !local.exists() {
+            continue;
+        }
+        let back = dir.join(format!("{seg}.back"));
+        pk.ok(&["archive-get", seg, back.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read(&back).unwrap(),
+            std::fs::read(&local).unwrap(),
+            "{seg}"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} archived segments were found to compare"
+    );
+
+    // Recovery through restore_command, to the end of the archive.
+    let mut restored = Pg::at(&bin, base);
+    std::fs::write(restored.data.join("recovery.signal"), b"").unwrap();
+    restored.configure(&[
+        format!(
+            "restore_command = '{}'",
+            pk.restore_command().replace('\'', "''")
+        ),
+        "archive_mode = off".into(),
+    ]);
+    chown_postgres(&restored.data);
+    restored.start();
+    support::proc::wait_for(
+        "recovery to finish",
+        std::time::Duration::from_secs(120),
+        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    );
+    assert_eq!(restored.psql("SELECT count(*) FROM marks"), "1000");
+    assert_eq!(
+        restored.psql("SELECT count(*) FROM pgbench_history"),
+        history
+    );
+    let log = restored.log();
+    assert!(
+        log.contains("restored log file"),
+        "recovery used no archived WAL:\n{log}"
+    );
+}
+
+fn local_repo(pk: &Pgkeep) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(&pk.config).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("path = \""))
+        .map(|p| PathBuf::from(p.trim_end_matches('"')))
+}
+
+fn local(major: u32) {
+    let dir = postgres_tempdir();
+    let repo = dir.path().join("repo");
+    let pk = Pgkeep::new(
+        dir.path(),
+        &format!("[repository]\npath = \"{}\"\n", repo.display()),
+    );
+    archive_and_recover(major, pk, dir.path());
+}
+
+#[test]
+fn postgres_15_local_repository() {
+    local(15);
+}
+
+#[test]
+fn postgres_13_local_repository() {
+    local(13);
+}
+
+#[test]
+fn postgres_16_local_repository() {
+    local(16);
+}
+
+#[test]
+fn postgres_17_local_repository() {
+    local(17);
+}
+
+#[test]
+fn postgres_15_garage_repository() {
+    let dir = postgres_tempdir();
+    let garage = Garage::start(dir.path());
+    let mut pk = Pgkeep::new(dir.path(), &garage.repository_toml(&garage.endpoint, "e2e"));
+    pk.env = garage.credentials();
+    archive_and_recover(15, pk, dir.path());
+}
