@@ -1,6 +1,8 @@
 //! Bad input and faults, each answered with one clear error line, a hint, the documented exit
 //! code, and nothing written: the repository is byte-for-byte as it was.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! byte-identical through `archive-get`, and a copy of the cluster taken before the load
 //! recovers through `restore_command = pgkeep archive-get` to exactly the committed rows.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};

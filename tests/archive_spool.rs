@@ -1,6 +1,8 @@
 //! Look-ahead push and prefetching get: the spool under pg_wal answers later calls without
 //! the repository, and never touches PostgreSQL's .ready/.done files.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use support::pgkeep::{FakeCluster, Pgkeep, snapshot};

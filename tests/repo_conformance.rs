@@ -1,6 +1,8 @@
 //! One conformance suite for every store (after object_store's `integration.rs`): the same
 //! assertions against the local directory store and a real S3-compatible server (Garage).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use bytes::Bytes;

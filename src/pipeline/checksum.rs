@@ -34,6 +34,24 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// Hashes and counts bytes handed to it.
+#[derive(Default)]
+pub struct Hasher {
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+    }
+
+    pub fn finish(self) -> (Digest, u64) {
+        (Digest(self.hasher.finalize().into()), self.size)
+    }
+}
+
 /// Hashes and counts the bytes read through it.
 pub struct HashingReader<R> {
     inner: R,

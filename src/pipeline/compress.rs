@@ -46,28 +46,29 @@ impl Codec {
     }
 }
 
+/// A source of plaintext chunks (the encoder's reader, which also feeds the hasher).
+pub(crate) trait Chunks {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>>;
+}
+
 pub(crate) fn compress_into(
-    input: &mut impl Read,
+    mut input: impl Chunks,
     out: &mut Vec<u8>,
     opts: EncodeOptions,
 ) -> std::io::Result<()> {
     match opts.compression {
         Compression::None => {
-            input.read_to_end(out)?;
+            while let Some(chunk) = input.next_chunk()? {
+                out.extend_from_slice(&chunk);
+            }
         }
         Compression::Zstd(level) => {
             let mut enc = zstd::stream::write::Encoder::new(out, level)?;
             if opts.threads > 0 {
                 enc.multithread(opts.threads)?;
             }
-            // Large reads: fewer calls into zstd and sha256 than io::copy's 8 KiB.
-            let mut buf = vec![0u8; 1 << 18];
-            loop {
-                let n = input.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                enc.write_all(&buf[..n])?;
+            while let Some(chunk) = input.next_chunk()? {
+                enc.write_all(&chunk)?;
             }
             enc.finish()?;
         }

@@ -27,13 +27,28 @@ pub struct Encoded {
     pub header: ObjectHeader,
 }
 
-/// Reads `input` to the end, hashing and compressing it as it goes.
+/// Reads `input` to the end once, compressing each chunk on this thread while a second thread
+/// hashes the very same chunk: the checksum is always of exactly the bytes compressed, and
+/// sha256 is off the critical path.
 pub fn encode(input: impl Read, opts: EncodeOptions, size_hint: usize) -> std::io::Result<Encoded> {
     let mut out = Vec::with_capacity(HEADER_LEN + size_hint / 4);
     out.resize(HEADER_LEN, 0);
-    let mut hashing = checksum::HashingReader::new(input);
-    compress::compress_into(&mut hashing, &mut out, opts)?;
-    let (digest, size) = hashing.finish();
+    let (digest, size) = std::thread::scope(|scope| {
+        // A small bounded queue keeps memory flat whatever the input size.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+        let hasher = scope.spawn(move || {
+            let mut h = checksum::Hasher::default();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        let chunks = ChunkReader { input, tx };
+        compress::compress_into(chunks, &mut out, opts)?;
+        hasher
+            .join()
+            .map_err(|_| std::io::Error::other("hashing thread panicked"))
+    })?;
     let header = ObjectHeader {
         codec: opts.compression.codec(),
         plain_size: size,
@@ -42,6 +57,35 @@ pub fn encode(input: impl Read, opts: EncodeOptions, size_hint: usize) -> std::i
     // The header goes in front last: it carries the checksum of what was actually read.
     out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
     Ok(Encoded { bytes: out, header })
+}
+
+/// Reads 1 MiB chunks and hands each to the hasher before the compressor sees it.
+struct ChunkReader<R> {
+    input: R,
+    tx: std::sync::mpsc::SyncSender<bytes::Bytes>,
+}
+
+impl<R: Read> compress::Chunks for ChunkReader<R> {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self.input.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        buf.truncate(filled);
+        let chunk = bytes::Bytes::from(buf);
+        self.tx
+            .send(chunk.clone())
+            .map_err(|_| std::io::Error::other("hashing thread stopped"))?;
+        Ok(Some(chunk))
+    }
 }
 
 /// Why an object could not be decoded.

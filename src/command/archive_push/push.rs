@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
@@ -107,7 +107,7 @@ async fn settle_existing(
 
 /// Reads, checks and encodes the file on a blocking thread.
 fn read_and_encode(
-    path: &PathBuf,
+    path: &Path,
     name: &WalFileName,
     expect: &WalExpect,
     opts: EncodeOptions,

