@@ -3,7 +3,7 @@
 # idempotently: what is already installed is skipped (the Garage build alone takes ~20 min).
 #   scripts/install-deps.sh            everything the test suite needs
 #   scripts/install-deps.sh --demo     only what the demo needs (PostgreSQL 15)
-#   scripts/install-deps.sh --bench    plus the benchmark's reference tools (pgBackRest, hyperfine)
+#   scripts/install-deps.sh --bench    plus the benchmark's reference tools (pgBackRest, haproxy for TLS)
 set -euo pipefail
 
 TOOLS=${PGKEEP_TOOLS:-/opt/pgkeep-tools}
@@ -50,5 +50,5 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
 fi
 
 if [ "$mode" = "--bench" ]; then
-  apt_install pgbackrest hyperfine time
+  apt_install pgbackrest time haproxy openssl
 fi

@@ -62,6 +62,7 @@ struct RawRepository {
     endpoint: Option<String>,
     allow_http: Option<Lenient<bool>>,
     virtual_hosted_style: Option<Lenient<bool>>,
+    ca_file: Option<PathBuf>,
     cluster: Option<String>,
     max_retries: Option<Lenient<u32>>,
     request_timeout: Option<String>,
@@ -104,6 +105,8 @@ pub enum StoreConfig {
         endpoint: Option<String>,
         allow_http: bool,
         virtual_hosted_style: bool,
+        /// Extra trusted CA certificates (PEM), for stores behind a private CA.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -145,7 +148,9 @@ pub struct Config {
 pub const DEFAULT_COMPRESS_LEVEL: i32 = 1;
 /// Parallelism comes from pushing several segments at once (look-ahead), not from zstd workers.
 pub const DEFAULT_COMPRESS_THREADS: u32 = 0;
-pub const DEFAULT_PUSH_LOOKAHEAD: usize = 4;
+/// Encodes are bounded by the core count, so a deeper window costs little memory and keeps a
+/// latency-bound store busy.
+pub const DEFAULT_PUSH_LOOKAHEAD: usize = 8;
 pub const DEFAULT_GET_PREFETCH: usize = 4;
 
 impl Raw {
@@ -295,6 +300,7 @@ impl RawRepository {
                     .map(|v| v.get("repository.virtual_hosted_style"))
                     .transpose()?
                     .unwrap_or(false),
+                ca_file: self.ca_file,
             },
             other => {
                 return Err(Error::new(

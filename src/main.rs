@@ -45,6 +45,10 @@ fn init_logging(cfg: &Config, vars: &BTreeMap<String, String>) {
 }
 
 fn run(cfg: &Config, command: Command) -> Result<(), Error> {
+    // TLS through ring: aws-lc seeds its random generator from CPU jitter on first use, which
+    // costs ~40 ms per process, paid by every archive-push on an https store. `Err` only means
+    // a provider was installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

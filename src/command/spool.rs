@@ -16,11 +16,34 @@ pub struct Spool {
     dir: PathBuf,
 }
 
-/// What a push-ahead record says was stored.
+/// What a push-ahead record says was stored, and which local file it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRecord {
     pub sha256: String,
     pub size: u64,
+    pub file: FileIdentity,
+}
+
+/// A local file's identity: any rewrite or replacement changes it (PostgreSQL never rewrites a
+/// segment while it waits to be archived, so an unchanged identity means unchanged content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
 }
 
 impl Spool {
@@ -56,12 +79,19 @@ impl Spool {
     }
 
     /// Durably records that `name` with this content is stored in the repository.
-    pub fn write_push_record(&self, name: &str, sha256: Digest, size: u64) -> Result<()> {
+    pub fn write_push_record(
+        &self,
+        name: &str,
+        sha256: Digest,
+        size: u64,
+        file: FileIdentity,
+    ) -> Result<()> {
         let dir = self.push_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create spool directory", &dir, e))?;
         let body = serde_json::to_vec(&PushRecord {
             sha256: sha256.to_string(),
             size,
+            file,
         })
         .unwrap_or_default();
         let path = self.record_path(name);
@@ -118,7 +148,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Spool::locate(Some(dir.path()), dir.path()).unwrap();
         assert!(s.read_push_record("A").is_none());
-        s.write_push_record("A", Digest::of(b"a"), 1).unwrap();
+        let id = FileIdentity {
+            dev: 1,
+            ino: 2,
+            size: 1,
+            mtime_ns: 3,
+        };
+        s.write_push_record("A", Digest::of(b"a"), 1, id).unwrap();
+        assert_eq!(s.read_push_record("A").unwrap().file, id);
         assert_eq!(s.read_push_record("A").unwrap().size, 1);
         assert_eq!(s.push_records(), vec!["A".to_string()]);
         s.remove_push_record("A");

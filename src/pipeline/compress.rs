@@ -76,24 +76,40 @@ pub(crate) fn compress_into(
     Ok(())
 }
 
-pub(crate) fn decompress_into(
+/// Decompresses `body`, handing the plaintext to `sink` in chunks of up to 1 MiB.
+pub(crate) fn decompress_chunks(
     codec: Codec,
     body: &[u8],
-    out: &mut impl Write,
+    mut sink: impl FnMut(bytes::Bytes) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
+    const CHUNK: usize = 1 << 20;
     match codec {
-        Codec::None => out.write_all(body).map_err(DecodeError::Write),
+        Codec::None => {
+            for part in body.chunks(CHUNK) {
+                sink(bytes::Bytes::copy_from_slice(part))?;
+            }
+            Ok(())
+        }
         Codec::Zstd => {
             let mut dec =
                 zstd::stream::read::Decoder::with_buffer(body).map_err(DecodeError::Decompress)?;
-            // Tell a decompression fault from a failing destination: copy by hand.
-            let mut buf = vec![0u8; 1 << 17];
             loop {
-                let n = dec.read(&mut buf).map_err(DecodeError::Decompress)?;
-                if n == 0 {
+                let mut buf = vec![0u8; CHUNK];
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = dec
+                        .read(&mut buf[filled..])
+                        .map_err(DecodeError::Decompress)?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
                     return Ok(());
                 }
-                out.write_all(&buf[..n]).map_err(DecodeError::Write)?;
+                buf.truncate(filled);
+                sink(bytes::Bytes::from(buf))?;
             }
         }
     }

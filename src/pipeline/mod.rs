@@ -103,14 +103,33 @@ pub enum DecodeError {
     Size { expected: u64, actual: u64 },
 }
 
-/// Decodes a stored object into `out`, verifying size and sha256. On error `out` may hold a
-/// prefix of unverified bytes: callers write to a temporary file and publish only on success.
-pub fn decode(stored: &[u8], out: impl Write) -> Result<ObjectHeader, DecodeError> {
+/// Decodes a stored object into `out`, verifying size and sha256; the hash runs on a second
+/// thread over the same chunks that are written. On error `out` may hold a prefix of
+/// unverified bytes: callers write to a temporary file and publish only on success.
+pub fn decode(stored: &[u8], mut out: impl Write) -> Result<ObjectHeader, DecodeError> {
     let header = ObjectHeader::from_bytes(stored).map_err(DecodeError::Header)?;
     let body = &stored[HEADER_LEN..];
-    let mut hashing = checksum::HashingWriter::new(out);
-    compress::decompress_into(header.codec, body, &mut hashing)?;
-    let (actual, size) = hashing.finish();
+    let (actual, size) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+        let hasher = scope.spawn(move || {
+            let mut h = checksum::Hasher::default();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        // `tx` moves into the closure and is dropped when decompression ends, which ends the
+        // hasher's loop.
+        let written = compress::decompress_chunks(header.codec, body, move |chunk| {
+            out.write_all(&chunk).map_err(DecodeError::Write)?;
+            tx.send(chunk)
+                .map_err(|_| DecodeError::Write(std::io::Error::other("hashing thread stopped")))
+        });
+        let hashed = hasher
+            .join()
+            .map_err(|_| DecodeError::Write(std::io::Error::other("hashing thread panicked")));
+        written.and(hashed)
+    })?;
     if size != header.plain_size {
         return Err(DecodeError::Size {
             expected: header.plain_size,

@@ -88,6 +88,7 @@ mod tests {
             endpoint: None,
             allow_http: false,
             virtual_hosted_style: false,
+            ca_file: None,
         };
         let l = Layout::new(&s3, "main");
         assert_eq!(l.path(&RepoKey::Info).as_ref(), "pg/prod/main/repo.json");

@@ -33,7 +33,7 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
 /// Decodes into a temporary file and publishes it only when size and sha256 match.
 fn write_verified(stored: &Bytes, dest: &Path, file: &str, location: &str) -> Result<u64> {
     let written = localfs::write_atomic(dest, |f| {
-        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut w = BufWriter::with_capacity(1 << 20, localfs::WritebackWriter::new(f));
         let header = pipeline::decode(stored, &mut w).map_err(std::io::Error::other)?;
         w.flush()?;
         Ok(header.plain_size)

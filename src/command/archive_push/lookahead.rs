@@ -6,48 +6,45 @@ use std::path::Path;
 
 use futures::StreamExt;
 
-use super::push::{PushOutcome, Pushed, push_one};
-use crate::command::blocking;
-use crate::command::spool::Spool;
+use super::push::{PushOutcome, Pushed, check, prepare, store};
+use crate::command::spool::{FileIdentity, Spool};
 use crate::error::{Error, Result};
 use crate::pg::WalFileName;
-use crate::pipeline::{EncodeOptions, checksum::HashingReader};
+use crate::pipeline::{Digest, EncodeOptions};
 use crate::repo::Repo;
 
-/// If `file` was pushed ahead and the local file still has the recorded content, consume the
-/// record and report success without touching the repository.
+/// If `file` was pushed ahead and the local file is still the one that was read (same
+/// device, inode, size and modification time), consume the record and report success without
+/// touching the repository.
 pub async fn claim(spool: Option<&Spool>, path: &Path, file: &str) -> Result<Option<Pushed>> {
     let Some(spool) = spool else { return Ok(None) };
     let Some(record) = spool.read_push_record(file) else {
         return Ok(None);
     };
-    let local = {
-        let path = path.to_path_buf();
-        blocking(move || {
-            let f = std::fs::File::open(&path).map_err(|e| Error::io("open wal file", &path, e))?;
-            let mut r = HashingReader::new(f);
-            std::io::copy(&mut r, &mut std::io::sink())
-                .map_err(|e| Error::io("read wal file", &path, e))?;
-            Ok(r.finish())
-        })
-        .await?
-    };
     // The record is used once: PostgreSQL marks the file .done after we answer.
     spool.remove_push_record(file);
-    if local.0.to_string() != record.sha256 || local.1 != record.size {
-        tracing::warn!(
-            file,
-            "spool record does not match the file; pushing it again"
-        );
-        return Ok(None);
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("stat wal file", path, e))?;
+    let identity = FileIdentity::of(&meta);
+    let sha256 = Digest::parse(&record.sha256).ok();
+    match sha256 {
+        Some(sha256) if identity == record.file && identity.size == record.size => {
+            Ok(Some(Pushed {
+                file: file.to_string(),
+                outcome: PushOutcome::PushedAhead,
+                plain_size: record.size,
+                stored_size: 0,
+                sha256,
+                identity: Some(identity),
+            }))
+        }
+        _ => {
+            tracing::warn!(
+                file,
+                "the file changed since it was pushed ahead; pushing it again"
+            );
+            Ok(None)
+        }
     }
-    Ok(Some(Pushed {
-        file: file.to_string(),
-        outcome: PushOutcome::PushedAhead,
-        plain_size: local.1,
-        stored_size: 0,
-        sha256: local.0,
-    }))
 }
 
 /// The next `limit` files marked `.ready`, oldest first, not yet recorded as pushed.
@@ -88,6 +85,8 @@ pub fn plan(
 
 /// Pushes `names` concurrently; records each success. Returns how many succeeded. A failure
 /// is only logged: PostgreSQL will ask for that file itself and get the real error then.
+/// Encoding is CPU-bound, so at most one file per core is read and compressed at a time (which
+/// also bounds memory); uploads overlap freely.
 pub async fn push_all(
     repo: &Repo,
     spool: Option<&Spool>,
@@ -98,11 +97,22 @@ pub async fn push_all(
     let Some(spool) = spool else { return 0 };
     let seg = repo.info().seg_size;
     let width = names.len().max(1);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cpu = tokio::sync::Semaphore::new(cores);
     futures::stream::iter(names)
         .map(|name| {
             let path = wal_dir.join(name.file_name(seg));
+            let cpu = &cpu;
             async move {
-                match push_one(repo, &path, &name, opts).await {
+                let prepared = {
+                    let _permit = cpu.acquire().await;
+                    prepare(&path, name.segment().is_some(), opts).await
+                };
+                let pushed = match prepared.and_then(|p| check(&p, &path, &name, repo).map(|()| p)) {
+                    Ok(p) => store(repo, &name, p).await,
+                    Err(e) => Err(e),
+                };
+                match pushed {
                     Ok(p) => record(spool, &p).map_err(|e| (p.file, e)),
                     Err(e) => Err((name.file_name(seg), e)),
                 }
@@ -123,5 +133,8 @@ pub async fn push_all(
 }
 
 fn record(spool: &Spool, p: &Pushed) -> Result<()> {
-    spool.write_push_record(&p.file, p.sha256, p.plain_size)
+    match p.identity {
+        Some(id) => spool.write_push_record(&p.file, p.sha256, p.plain_size, id),
+        None => Ok(()),
+    }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use push::{PushOutcome, Pushed, push_one};
+use push::{check, prepare, store};
 
 use crate::command::spool::Spool;
 use crate::command::with_deadline;
@@ -36,7 +37,7 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
     let start = Instant::now();
     with_deadline("archive-push", cfg.archive.timeout, async {
         // Refuse what is not a WAL file name before touching the repository.
-        let file = wal_file_name(&args.path)?;
+        let (file, loose) = wal_file_name(&args.path)?;
         let wal_dir = args.path.parent().unwrap_or(Path::new("."));
         let spool = Spool::locate(cfg.archive.spool_path.as_deref(), wal_dir);
 
@@ -45,12 +46,19 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
             return Ok(report(pushed, 0, start));
         }
 
-        let repo = Repo::open(&cfg.repository).await?;
-        let name = parse_name(&file, repo.info().seg_size)?;
+        // Read and compress the file while the repository is being opened.
         let opts = EncodeOptions {
             compression: cfg.archive.compression,
             threads: cfg.archive.compress_threads,
         };
+        let (repo, prepared) = tokio::join!(
+            Repo::open(&cfg.repository),
+            prepare(&args.path, loose.segment().is_some(), opts)
+        );
+        let repo = repo?;
+        let name = parse_name(&file, repo.info().seg_size)?;
+        let prepared = prepared?;
+        check(&prepared, &args.path, &name, &repo)?;
 
         // Push this file and the next `.ready` ones together.
         let ahead = match &spool {
@@ -58,7 +66,7 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
             None => Vec::new(),
         };
         let (pushed, ahead_done) = tokio::join!(
-            push_one(&repo, &args.path, &name, opts),
+            store(&repo, &name, prepared),
             lookahead::push_all(&repo, spool.as_ref(), wal_dir, ahead, opts),
         );
         Ok(report(pushed?, ahead_done, start))
@@ -75,7 +83,7 @@ fn report(pushed: Pushed, ahead: usize, start: Instant) -> PushReport {
 }
 
 /// The file name part of `path`, checked for the shape of a WAL file name.
-fn wal_file_name(path: &Path) -> Result<String> {
+fn wal_file_name(path: &Path) -> Result<(String, WalFileName)> {
     let file = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -83,8 +91,8 @@ fn wal_file_name(path: &Path) -> Result<String> {
         .to_string();
     // The smallest segment size allows the most names: a shape check that fits every cluster.
     let loosest = WalSegSize::new(1 << 20).map_err(|e| Error::new(ErrorKind::Internal, e))?;
-    parse_name(&file, loosest)?;
-    Ok(file)
+    let loose = parse_name(&file, loosest)?;
+    Ok((file, loose))
 }
 
 fn parse_name(file: &str, seg: WalSegSize) -> Result<WalFileName> {

@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::command::blocking;
+use crate::command::spool::FileIdentity;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
 use crate::pg::{WalFileName, WalHeader};
@@ -33,6 +34,17 @@ pub struct Pushed {
     pub plain_size: u64,
     pub stored_size: u64,
     pub sha256: Digest,
+    /// The local file that was read (for look-ahead records).
+    pub identity: Option<FileIdentity>,
+}
+
+/// A WAL file read and encoded, not yet checked against the repository's identity.
+#[derive(Debug)]
+pub struct Prepared {
+    encoded: Encoded,
+    head: Option<[u8; LONG_HEADER_LEN]>,
+    len: u64,
+    identity: FileIdentity,
 }
 
 /// Pushes the WAL file at `path`, named `name`, into `repo`.
@@ -42,18 +54,39 @@ pub async fn push_one(
     name: &WalFileName,
     opts: EncodeOptions,
 ) -> Result<Pushed> {
+    let prepared = prepare(path, name.segment().is_some(), opts).await?;
+    check(&prepared, path, name, repo)?;
+    store(repo, name, prepared).await
+}
+
+/// Reads and encodes the file on a blocking thread; needs nothing from the repository, so
+/// the command runs it while the repository is being opened.
+pub async fn prepare(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result<Prepared> {
+    let path = path.to_path_buf();
+    blocking(move || read_and_encode(&path, is_segment, opts)).await
+}
+
+/// Checks the prepared file against the repository's identity: size, WAL header, system id.
+pub fn check(prepared: &Prepared, path: &Path, name: &WalFileName, repo: &Repo) -> Result<()> {
     let info = repo.info();
     let expect = WalExpect {
         system_id: info.system_id,
         version: info.version,
         seg_size: info.seg_size,
     };
-    let file = name.file_name(info.seg_size);
-    let encoded = {
-        let (path, name) = (path.to_path_buf(), name.clone());
-        blocking(move || read_and_encode(&path, &name, &expect, opts)).await?
-    };
-    let key = RepoKey::wal(name, info.seg_size);
+    match (name.segment(), &prepared.head) {
+        (Some(segment), Some(head)) => check_segment(head, path, prepared.len, segment, &expect),
+        (Some(_), None) => Err(truncated(path, prepared.len, &expect)),
+        (None, _) => Ok(()),
+    }
+}
+
+/// Stores a checked file create-if-absent and settles "already there" by checksum.
+pub async fn store(repo: &Repo, name: &WalFileName, prepared: Prepared) -> Result<Pushed> {
+    let seg = repo.info().seg_size;
+    let file = name.file_name(seg);
+    let key = RepoKey::wal(name, seg);
+    let (encoded, identity) = (prepared.encoded, prepared.identity);
     let (sha256, plain_size, stored_size) = (
         encoded.header.sha256,
         encoded.header.plain_size,
@@ -69,6 +102,7 @@ pub async fn push_one(
         plain_size,
         stored_size,
         sha256,
+        identity: Some(identity),
     })
 }
 
@@ -105,56 +139,81 @@ async fn settle_existing(
     }
 }
 
-/// Reads, checks and encodes the file on a blocking thread.
-fn read_and_encode(
-    path: &Path,
-    name: &WalFileName,
-    expect: &WalExpect,
-    opts: EncodeOptions,
-) -> Result<Encoded> {
+/// The largest WAL segment PostgreSQL can have (1 GiB).
+const MAX_SEGMENT: u64 = 1 << 30;
+
+fn read_and_encode(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result<Prepared> {
     let mut f = File::open(path).map_err(|e| Error::io("open wal file", path, e))?;
-    let len = f
+    let meta = f
         .metadata()
-        .map_err(|e| Error::io("stat wal file", path, e))?
-        .len();
-    if let Some(segment) = name.segment() {
-        check_segment(&mut f, path, len, segment, expect)?;
-    } else if len > MAX_TEXT_FILE {
+        .map_err(|e| Error::io("stat wal file", path, e))?;
+    let (len, identity) = (meta.len(), FileIdentity::of(&meta));
+    let limit = if is_segment {
+        MAX_SEGMENT
+    } else {
+        MAX_TEXT_FILE
+    };
+    if len > limit {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
-                "{} is {len} bytes: too large for a history file",
+                "{} is {len} bytes: too large for a wal file",
                 path.display()
             ),
         )
-        .hint("archive-push takes only files that PostgreSQL's %p names"));
+        .hint("archive-push takes only files that PostgreSQL's %p names; nothing was stored"));
     }
-    pipeline::encode(&mut f, opts, len as usize).map_err(|e| Error::io("read wal file", path, e))
+    let mut head = None;
+    if is_segment && len >= LONG_HEADER_LEN as u64 {
+        let mut h = [0u8; LONG_HEADER_LEN];
+        f.read_exact(&mut h)
+            .map_err(|e| Error::io("read wal file", path, e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("read wal file", path, e))?;
+        head = Some(h);
+    }
+    let encoded = pipeline::encode(&mut f, opts, len as usize)
+        .map_err(|e| Error::io("read wal file", path, e))?;
+    // The header was read before the body: both must describe one and the same file.
+    if encoded.header.plain_size != len {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} changed size while it was read", path.display()),
+        )
+        .hint("PostgreSQL never changes a segment it asks to archive; is something else writing there?"));
+    }
+    Ok(Prepared {
+        encoded,
+        head,
+        len,
+        identity,
+    })
+}
+
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, msg)
+        .hint("archive-push takes only WAL files that PostgreSQL's %p names; nothing was stored")
+}
+
+fn truncated(path: &Path, len: u64, expect: &WalExpect) -> Error {
+    invalid(format!(
+        "{} is {len} bytes, a wal segment of this cluster is {}: truncated or not a wal segment",
+        path.display(),
+        expect.seg_size.bytes()
+    ))
 }
 
 fn check_segment(
-    f: &mut File,
+    head: &[u8; LONG_HEADER_LEN],
     path: &Path,
     len: u64,
     segment: crate::pg::WalSegmentName,
     expect: &WalExpect,
 ) -> Result<()> {
-    let want = u64::from(expect.seg_size.bytes());
-    let invalid = |msg: String| {
-        Error::new(ErrorKind::InvalidInput, msg).hint(
-            "archive-push takes only WAL files that PostgreSQL's %p names; nothing was stored",
-        )
-    };
-    if len != want {
-        return Err(invalid(format!(
-            "{} is {len} bytes, a wal segment of this cluster is {want}: truncated or not a wal segment",
-            path.display()
-        )));
+    if len != u64::from(expect.seg_size.bytes()) {
+        return Err(truncated(path, len, expect));
     }
-    let mut head = [0u8; LONG_HEADER_LEN];
-    f.read_exact(&mut head)
-        .map_err(|e| Error::io("read wal file", path, e))?;
-    let header = WalHeader::parse(&head).map_err(invalid)?;
+    let header = WalHeader::parse(head).map_err(invalid)?;
     if header.magic == expect.version.wal_page_magic() && header.system_id != expect.system_id {
         return Err(Error::new(
             ErrorKind::RepoMismatch,
@@ -171,8 +230,5 @@ fn check_segment(
     }
     header
         .check(segment, expect)
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("read wal file", path, e))?;
-    Ok(())
+        .map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
