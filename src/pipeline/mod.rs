@@ -34,15 +34,7 @@ pub fn encode(input: impl Read, opts: EncodeOptions, size_hint: usize) -> std::i
     let mut out = Vec::with_capacity(HEADER_LEN + size_hint / 4);
     out.resize(HEADER_LEN, 0);
     let (digest, size) = std::thread::scope(|scope| {
-        // A small bounded queue keeps memory flat whatever the input size.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
-        let hasher = scope.spawn(move || {
-            let mut h = checksum::Hasher::default();
-            for chunk in rx {
-                h.update(&chunk);
-            }
-            h.finish()
-        });
+        let (tx, hasher) = hash_in_background(scope);
         let chunks = ChunkReader { input, tx };
         compress::compress_into(chunks, &mut out, opts)?;
         hasher
@@ -57,6 +49,25 @@ pub fn encode(input: impl Read, opts: EncodeOptions, size_hint: usize) -> std::i
     // The header goes in front last: it carries the checksum of what was actually read.
     out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
     Ok(Encoded { bytes: out, header })
+}
+
+type HashJob<'scope> = (
+    std::sync::mpsc::SyncSender<bytes::Bytes>,
+    std::thread::ScopedJoinHandle<'scope, (Digest, u64)>,
+);
+
+/// A thread hashing the chunks sent to it until the sender is dropped. A small bounded queue
+/// keeps memory flat whatever the input size.
+fn hash_in_background<'scope>(scope: &'scope std::thread::Scope<'scope, '_>) -> HashJob<'scope> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
+    let hasher = scope.spawn(move || {
+        let mut h = checksum::Hasher::default();
+        for chunk in rx {
+            h.update(&chunk);
+        }
+        h.finish()
+    });
+    (tx, hasher)
 }
 
 /// Reads 1 MiB chunks and hands each to the hasher before the compressor sees it.
@@ -110,14 +121,7 @@ pub fn decode(stored: &[u8], mut out: impl Write) -> Result<ObjectHeader, Decode
     let header = ObjectHeader::from_bytes(stored).map_err(DecodeError::Header)?;
     let body = &stored[HEADER_LEN..];
     let (actual, size) = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(4);
-        let hasher = scope.spawn(move || {
-            let mut h = checksum::Hasher::default();
-            for chunk in rx {
-                h.update(&chunk);
-            }
-            h.finish()
-        });
+        let (tx, hasher) = hash_in_background(scope);
         // `tx` moves into the closure and is dropped when decompression ends, which ends the
         // hasher's loop.
         let written = compress::decompress_chunks(header.codec, body, move |chunk| {

@@ -85,31 +85,28 @@ impl Pgkeep {
         r
     }
 
-    /// `archive_command` for a server using this configuration.
-    pub fn archive_command(&self) -> String {
+    /// A shell command line PostgreSQL can run: this configuration, then `args`.
+    fn shell_command(&self, args: &str) -> String {
         let env: String = self
             .env
             .iter()
             .map(|(k, v)| format!("{k}='{v}' "))
             .collect();
         format!(
-            "{env}PGKEEP_CONFIG='{}' '{}' archive-push %p",
+            "{env}PGKEEP_CONFIG='{}' '{}' {args}",
             self.config.display(),
             bin().display()
         )
     }
 
+    /// `archive_command` for a server using this configuration.
+    pub fn archive_command(&self) -> String {
+        self.shell_command("archive-push %p")
+    }
+
+    /// `restore_command` for a server using this configuration.
     pub fn restore_command(&self) -> String {
-        let env: String = self
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}='{v}' "))
-            .collect();
-        format!(
-            "{env}PGKEEP_CONFIG='{}' '{}' archive-get %f %p",
-            self.config.display(),
-            bin().display()
-        )
+        self.shell_command("archive-get %f %p")
     }
 }
 
