@@ -67,7 +67,8 @@ api_bind_addr = "127.0.0.1:$S3"
 root_domain = ".s3.garage.localhost"
 CONF
 "$G" -c "$W/garage/garage.toml" server >"$W/garage/log" 2>&1 & pids+=($!)
-until node=$("$G" -c "$W/garage/garage.toml" node id -q 2>/dev/null); do sleep 0.2; done
+until "$G" -c "$W/garage/garage.toml" status >/dev/null 2>&1; do sleep 0.2; done  # RPC is up
+node=$("$G" -c "$W/garage/garage.toml" node id -q)
 "$G" -c "$W/garage/garage.toml" layout assign -z dc1 -c 4G "${node%@*}" >/dev/null
 "$G" -c "$W/garage/garage.toml" layout apply --version 1 >/dev/null
 keyout=$("$G" -c "$W/garage/garage.toml" key create bench)

@@ -72,9 +72,17 @@ root_domain = ".s3.garage.localhost"
                 .success()
                 .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
         };
-        let node = wait_for("garage to answer", Duration::from_secs(60), || {
-            g(&["node", "id", "-q"]).map(|s| s.trim().split('@').next().unwrap_or("").to_string())
+        // `node id` reads the local key file; `status` needs the server's RPC to answer.
+        let mut server = server;
+        wait_for("garage to answer", Duration::from_secs(60), || {
+            if let Ok(Some(st)) = server.child.try_wait() {
+                panic!("garage exited early ({st}); see {}", dir.join("garage.log").display());
+            }
+            g(&["status"])
         });
+        let node = g(&["node", "id", "-q"])
+            .map(|s| s.trim().split('@').next().unwrap_or("").to_string())
+            .expect("garage node id");
         let cli = |args: &[&str]| {
             run_ok(
                 &format!("garage {args:?}"),

@@ -74,6 +74,13 @@ impl Pg {
         }
     }
 
+    /// Puts authentication rules in front of initdb's (pg_hba.conf takes the first match).
+    pub fn prepend_hba(&self, lines: &[&str]) {
+        let path = self.data.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&path).expect("pg_hba.conf");
+        std::fs::write(&path, format!("{}\n{old}", lines.join("\n"))).expect("write pg_hba.conf");
+    }
+
     /// Starts the server and waits until it accepts connections.
     pub fn start(&mut self) {
         std::fs::create_dir_all(&self.sock).expect("socket dir");
