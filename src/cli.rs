@@ -35,6 +35,29 @@ pub enum Command {
         /// The WAL file (PostgreSQL's %p).
         path: PathBuf,
     },
+    /// Take a full backup over the replication protocol from a primary or standby.
+    Backup {
+        /// Connection string of the member to read from (default: backup.source).
+        #[arg(long, value_name = "CONNINFO")]
+        source: Option<String>,
+    },
+    /// Restore a backup into a data directory, set up to replay the archive.
+    Restore {
+        /// The target data directory (must be empty unless --force).
+        target: PathBuf,
+        /// The backup to restore: an id from 'pgkeep info', or 'latest'.
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        backup: String,
+        /// Replace the contents of a non-empty target directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the repository and its backups.
+    Info {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch one WAL file: restore_command = 'pgkeep archive-get %f %p'. Exit 1: not archived.
     ArchiveGet {
         /// The WAL file name (PostgreSQL's %f).

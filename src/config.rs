@@ -14,7 +14,7 @@ use crate::pipeline::Compression;
 
 /// Environment variables that are not configuration keys.
 const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
-const SECTIONS: [&str; 4] = ["repository", "postgres", "archive", "log"];
+const SECTIONS: [&str; 5] = ["repository", "postgres", "archive", "backup", "log"];
 /// Where the config is looked for when neither `--config` nor `PGKEEP_CONFIG` names one.
 pub const DEFAULT_PATH: &str = "/etc/pgkeep/pgkeep.toml";
 
@@ -48,7 +48,19 @@ pub struct Raw {
     #[serde(default)]
     archive: RawArchive,
     #[serde(default)]
+    backup: RawBackup,
+    #[serde(default)]
     log: RawLog,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    source: Option<String>,
+    concurrency: Option<Lenient<usize>>,
+    wal_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,13 +146,26 @@ pub struct ArchiveConfig {
     pub timeout: Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Connection string of the member to back up (replication connection).
+    pub source: Option<String>,
+    /// Files uploaded at once.
+    pub concurrency: usize,
+    /// How long a backup waits for its WAL to reach the archive before failing.
+    pub wal_timeout: Duration,
+}
+
 /// The validated configuration every command receives.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub repository: RepositoryConfig,
     pub postgres: PostgresConfig,
     pub archive: ArchiveConfig,
+    pub backup: BackupConfig,
     pub log_level: String,
+    /// The configuration file read, if any (restore writes it into restore_command).
+    pub path: Option<PathBuf>,
 }
 
 /// Measured on pgbench WAL (see bench/README.md): level 1 pushes a 16 MiB segment 10-25% faster
@@ -203,7 +228,9 @@ impl Raw {
                 .hint("pass --config PATH or set PGKEEP_CONFIG to a readable file"));
             }
         };
-        Raw::parse(&text, &path, vars)
+        let mut raw = Raw::parse(&text, &path, vars)?;
+        raw.path = (!text.is_empty() || required).then_some(path);
+        Ok(raw)
     }
 
     pub fn resolve(self) -> Result<Config> {
@@ -214,7 +241,23 @@ impl Raw {
                 conninfo: self.postgres.conninfo,
             },
             archive: self.archive.resolve()?,
+            backup: BackupConfig {
+                source: self.backup.source,
+                concurrency: self
+                    .backup
+                    .concurrency
+                    .map(|v| v.get("backup.concurrency"))
+                    .transpose()?
+                    .unwrap_or(4)
+                    .max(1),
+                wal_timeout: duration(
+                    "backup.wal_timeout",
+                    self.backup.wal_timeout,
+                    Duration::from_secs(300),
+                )?,
+            },
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
+            path: self.path,
         })
     }
 }

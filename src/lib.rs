@@ -32,6 +32,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod localfs;
+pub mod manifest;
 pub mod pg;
 pub mod pipeline;
 pub mod repo;

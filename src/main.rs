@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pgkeep::cli::{Cli, Command};
-use pgkeep::command::{archive_get, archive_push, init};
+use pgkeep::command::{archive_get, archive_push, backup, info, init, restore};
 use pgkeep::config::{Config, Raw};
 use pgkeep::error::{Error, ErrorKind};
 
@@ -83,6 +83,44 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                     r.elapsed.as_millis(),
                     r.ahead
                 );
+            }
+            Command::Backup { source } => {
+                let r = backup::run(cfg, backup::BackupArgs { source }).await?;
+                let (plain, stored) = r.manifest.sizes();
+                println!(
+                    "backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
+                    r.manifest.id,
+                    r.manifest.entries.len(),
+                    plain as f64 / 1048576.0,
+                    stored as f64 / 1048576.0,
+                    r.manifest.start_lsn,
+                    r.manifest.stop_lsn,
+                    r.manifest.timeline,
+                    r.elapsed.as_secs_f64()
+                );
+            }
+            Command::Restore { target, backup, force } => {
+                let args = restore::RestoreArgs {
+                    target,
+                    backup: Some(backup),
+                    force,
+                };
+                let r = restore::run(cfg, args).await?;
+                println!(
+                    "restored backup {}: {} files, {:.1} MiB in {:.1} s; start PostgreSQL to replay the archive",
+                    r.backup,
+                    r.files,
+                    r.bytes as f64 / 1048576.0,
+                    r.elapsed.as_secs_f64()
+                );
+            }
+            Command::Info { json } => {
+                let r = info::run(cfg).await?;
+                if json {
+                    println!("{}", r.json());
+                } else {
+                    print!("{}", r.table());
+                }
             }
             Command::ArchiveGet { file, dest } => {
                 let r = archive_get::run(cfg, archive_get::GetArgs { file, dest }).await?;

@@ -4,8 +4,13 @@
 
 pub mod archive_get;
 pub mod archive_push;
+pub mod backup;
+pub mod backups;
+pub mod info;
 pub mod init;
+pub mod restore;
 pub mod spool;
+pub mod verified;
 
 use std::future::Future;
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! <prefix>/<cluster>/wal/<TLI+LOG>/<segment>[.partial|.<offset>.backup]
 //! <prefix>/<cluster>/wal/<TTTTTTTT>.history
 //! <prefix>/<cluster>/probe/<nonce>        create-if-absent probe, deleted right after init
+//! <prefix>/<cluster>/backups/<id>/files/<path>   file bodies of a backup
+//! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
 //! ```
 
 use object_store::path::Path;
@@ -24,6 +26,13 @@ pub enum RepoKey {
         dir: Option<String>,
     },
     Probe(String),
+    /// The body of one data-directory file of a backup.
+    BackupFile {
+        backup: String,
+        path: String,
+    },
+    /// A backup's manifest: written last, its presence is what makes the backup exist.
+    Manifest(String),
 }
 
 impl RepoKey {
@@ -62,6 +71,21 @@ impl Layout {
         Layout { root }
     }
 
+    /// The folder holding every backup (one sub-folder per backup id).
+    pub fn backups_dir(&self) -> Path {
+        Path::from(format!("{}/backups", self.root))
+    }
+
+    /// The folder of one backup.
+    pub fn backup_dir(&self, backup: &str) -> Path {
+        Path::from(format!("{}/backups/{backup}", self.root))
+    }
+
+    /// The folder of one timeline and log's segments, e.g. `wal/0000000100000000`.
+    pub fn wal_dir(&self, log_dir: &str) -> Path {
+        Path::from(format!("{}/wal/{log_dir}", self.root))
+    }
+
     pub fn path(&self, key: &RepoKey) -> Path {
         let rel = match key {
             RepoKey::Info => "repo.json".to_string(),
@@ -69,6 +93,8 @@ impl Layout {
             RepoKey::Wal { file, dir: Some(d) } => format!("wal/{d}/{file}"),
             RepoKey::Wal { file, dir: None } => format!("wal/{file}"),
             RepoKey::Probe(nonce) => format!("probe/{nonce}"),
+            RepoKey::BackupFile { backup, path } => format!("backups/{backup}/files/{path}"),
+            RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
         };
         Path::from(format!("{}/{rel}", self.root))
     }

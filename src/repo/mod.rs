@@ -5,6 +5,7 @@
 pub mod create;
 pub mod info;
 pub mod layout;
+mod retry;
 pub mod store;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ impl Repo {
     pub async fn open(cfg: &RepositoryConfig) -> Result<Repo> {
         let (store, location) = store::build(cfg, false)?;
         let layout = Layout::new(&cfg.store, &cfg.cluster);
-        let info = info::read(store.as_ref(), &layout, &location).await?;
+        let info = retry::transient(|| info::read(store.as_ref(), &layout, &location)).await?;
         Ok(Repo {
             store,
             layout,
@@ -82,6 +83,10 @@ impl Repo {
 
     /// The whole object, or `None` when it does not exist.
     pub async fn get(&self, key: &RepoKey) -> Result<Option<Bytes>> {
+        retry::transient(|| self.get_once(key)).await
+    }
+
+    async fn get_once(&self, key: &RepoKey) -> Result<Option<Bytes>> {
         let path = self.path(key);
         match self.store.get(&path).await {
             Ok(r) => Ok(Some(
@@ -96,6 +101,10 @@ impl Repo {
 
     /// Only the object header (one small ranged read), or `None` when it does not exist.
     pub async fn get_header(&self, key: &RepoKey) -> Result<Option<ObjectHeader>> {
+        retry::transient(|| self.get_header_once(key)).await
+    }
+
+    async fn get_header_once(&self, key: &RepoKey) -> Result<Option<ObjectHeader>> {
         let path = self.path(key);
         match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
             Ok(bytes) => ObjectHeader::from_bytes(&bytes).map(Some).map_err(|e| {
@@ -116,6 +125,12 @@ impl Repo {
     /// overwriting the earlier. For WAL that race needs two clusters pushing the same name at
     /// the same moment, which the system-id check already refuses; see config/README.md.
     pub async fn put_if_absent(&self, key: &RepoKey, bytes: Bytes) -> Result<Created> {
+        // A create that landed but whose answer was lost is retried and meets "already
+        // exists": the caller then settles by checksum, so a retry never loses or doubles.
+        retry::transient(|| self.put_if_absent_once(key, bytes.clone())).await
+    }
+
+    async fn put_if_absent_once(&self, key: &RepoKey, bytes: Bytes) -> Result<Created> {
         let path = self.path(key);
         if self.info.create_mode == CreateMode::Emulated && self.exists(&path).await? {
             return Ok(Created::Existed);
@@ -134,6 +149,47 @@ impl Repo {
             | Err(object_store::Error::Precondition { .. }) => Ok(Created::Existed),
             Err(e) => Err(store::error("write", &path, e)),
         }
+    }
+
+    /// Stores `bytes` under `key`, replacing what is there (for keys unique to one run, such as
+    /// a new backup's files).
+    pub async fn put(&self, key: &RepoKey, bytes: Bytes) -> Result<()> {
+        retry::transient(|| self.put_once(key, bytes.clone())).await
+    }
+
+    async fn put_once(&self, key: &RepoKey, bytes: Bytes) -> Result<()> {
+        let path = self.path(key);
+        self.store
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| store::error("write", &path, e))
+    }
+
+    pub async fn contains(&self, key: &RepoKey) -> Result<bool> {
+        let path = self.path(key);
+        retry::transient(|| self.exists(&path)).await
+    }
+
+    /// The ids of the backup folders present (committed or not: check the manifest).
+    pub async fn backup_folders(&self) -> Result<Vec<String>> {
+        retry::transient(|| self.backup_folders_once()).await
+    }
+
+    async fn backup_folders_once(&self) -> Result<Vec<String>> {
+        let dir = self.layout.backups_dir();
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| store::error("list", &dir, e))?;
+        let mut ids: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     async fn exists(&self, path: &Path) -> Result<bool> {

@@ -76,7 +76,10 @@ root_domain = ".s3.garage.localhost"
         let mut server = server;
         wait_for("garage to answer", Duration::from_secs(60), || {
             if let Ok(Some(st)) = server.child.try_wait() {
-                panic!("garage exited early ({st}); see {}", dir.join("garage.log").display());
+                panic!(
+                    "garage exited early ({st}); see {}",
+                    dir.join("garage.log").display()
+                );
             }
             g(&["status"])
         });

@@ -1,0 +1,156 @@
+//! `pgkeep backup`: a full backup taken over PostgreSQL's replication protocol from any member
+//! (primary or standby), so pgkeep needs no access to the database host. Phases: connect and
+//! check identity, copy (stream → tar → sha256 + zstd → repository), wait for the WAL that
+//! makes it consistent, then commit the manifest — last, create-if-absent. An interrupted
+//! backup has no manifest and is never listed or restored.
+
+mod copy;
+mod demux;
+pub mod wal;
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{BackupId, BackupKind, FORMAT_VERSION, Manifest};
+use crate::pg::PgVersion;
+use crate::pg::replication::{ConnParams, ReplConn, ReplError};
+use crate::pipeline::{self, Compression, EncodeOptions};
+use crate::repo::{Created, Repo, RepoKey};
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupArgs {
+    /// Connection string of the member to read from (default: `backup.source`).
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    pub manifest: Manifest,
+    pub elapsed: Duration,
+}
+
+pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
+    let began = Instant::now();
+    let start_time = chrono::Utc::now();
+
+    // Open the repository and the source; refuse a cluster the repository does not serve.
+    let repo = Repo::open(&cfg.repository).await?;
+    let source = args
+        .source
+        .or_else(|| cfg.backup.source.clone())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "no backup source: set backup.source or pass --source",
+            )
+            .hint("a connection string such as 'host=10.0.0.5 port=5432 user=replicator'")
+        })?;
+    let params = ConnParams::parse(&source, None).map_err(|e| Error::new(ErrorKind::Config, e))?;
+    let mut conn = ReplConn::connect(&params).await.map_err(pg_error)?;
+    let ident = conn.identify_system().await.map_err(pg_error)?;
+    let version =
+        PgVersion::new(conn.server_major).map_err(|e| Error::new(ErrorKind::Postgres, e))?;
+    repo.info()
+        .check_serves(ident.system_id, version, repo.location())?;
+
+    // Copy the data directory into the repository.
+    let id = BackupId::new(start_time, BackupKind::Full);
+    let opts = EncodeOptions {
+        compression: cfg.archive.compression,
+        threads: 0,
+    };
+    let copied = copy::stream(&repo, &mut conn, &id, opts, cfg.backup.concurrency).await?;
+    conn.close().await;
+
+    // Wait until the WAL from start to stop is archived: only then is the backup restorable.
+    wal::wait_archived(
+        &repo,
+        &source,
+        copied.timeline,
+        copied.start,
+        copied.stop,
+        cfg.backup.wal_timeout,
+    )
+    .await?;
+
+    // Commit: the manifest, written last.
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        id: id.clone(),
+        kind: BackupKind::Full,
+        parent: None,
+        system_id: ident.system_id.to_string(),
+        pg_version: version.major(),
+        timeline: copied.timeline.0,
+        start_lsn: copied.start.to_string(),
+        stop_lsn: copied.stop.to_string(),
+        start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        stop_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        source: describe_source(&params),
+        entries: copied.entries,
+    };
+    commit(&repo, &manifest).await?;
+    Ok(BackupReport {
+        manifest,
+        elapsed: began.elapsed(),
+    })
+}
+
+/// Writes the manifest create-if-absent: the moment the backup starts to exist.
+async fn commit(repo: &Repo, manifest: &Manifest) -> Result<()> {
+    let json = serde_json::to_vec(manifest).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot encode the manifest: {e}"),
+        )
+    })?;
+    let opts = EncodeOptions {
+        compression: Compression::Zstd(3),
+        threads: 0,
+    };
+    let encoded = pipeline::encode(&json[..], opts, json.len()).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot encode the manifest: {e}"),
+        )
+    })?;
+    match repo
+        .put_if_absent(
+            &RepoKey::Manifest(manifest.id.to_string()),
+            encoded.bytes.into(),
+        )
+        .await?
+    {
+        Created::New => Ok(()),
+        Created::Existed => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "backup {} already exists in {}",
+                manifest.id,
+                repo.location()
+            ),
+        )
+        .hint("two backups started in the same second; run it again")),
+    }
+}
+
+fn describe_source(p: &ConnParams) -> String {
+    match &p.host {
+        crate::pg::replication::Host::Tcp(h) => format!("{h}:{}", p.port),
+        crate::pg::replication::Host::Unix(d) => format!("{}:{}", d.display(), p.port),
+    }
+}
+
+pub(crate) fn pg_error(e: ReplError) -> Error {
+    let hint = match &e {
+        ReplError::Auth(_) => {
+            "check the user, password and pg_hba.conf (a 'replication' line) of the source"
+        }
+        ReplError::Connect(..) => {
+            "check backup.source / --source, and that the server accepts replication connections"
+        }
+        _ => "see the source server's log",
+    };
+    Error::new(ErrorKind::Postgres, e.to_string()).hint(hint)
+}

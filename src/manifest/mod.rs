@@ -1,0 +1,225 @@
+//! One backup's source of truth: its identity (`BackupId`), the cluster and WAL range it
+//! covers, and every file with its size, mode, sha256 and where its bytes live. A backup exists
+//! if and only if its manifest is stored; the manifest is written last.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// pgkeep's label for a backup, sortable by time: `20261121T220000Z-F` (full) or `-I`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    Full,
+    Incremental,
+}
+
+impl BackupId {
+    pub fn new(at: chrono::DateTime<chrono::Utc>, kind: BackupKind) -> Self {
+        let suffix = match kind {
+            BackupKind::Full => 'F',
+            BackupKind::Incremental => 'I',
+        };
+        BackupId(format!("{}-{suffix}", at.format("%Y%m%dT%H%M%SZ")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = s.len() == 18
+            && chrono::NaiveDateTime::parse_from_str(&s[..16], "%Y%m%dT%H%M%SZ").is_ok()
+            && matches!(&s[16..], "-F" | "-I");
+        ok.then_some(BackupId(s.clone()))
+            .ok_or_else(|| format!("invalid backup id '{s}': expected e.g. 20261121T220000Z-F"))
+    }
+}
+
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> String {
+        id.0
+    }
+}
+
+impl std::str::FromStr for BackupId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        BackupId::try_from(s.to_string())
+    }
+}
+
+impl std::fmt::Display for BackupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an entry of the data directory is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EntryKind {
+    Dir,
+    /// A regular file whose bytes are the object `files/<path>` of this backup.
+    File {
+        size: u64,
+        sha256: String,
+        stored_size: u64,
+    },
+    Link {
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative to the data directory, `/`-separated, never `..`.
+    pub path: String,
+    pub mode: u32,
+    pub mtime: i64,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: BackupId,
+    pub kind: BackupKind,
+    pub parent: Option<BackupId>,
+    pub system_id: String,
+    pub pg_version: u32,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    pub start_time: String,
+    pub stop_time: String,
+    pub source: String,
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    pub fn system_id(&self) -> Result<SystemId, String> {
+        self.system_id.parse()
+    }
+
+    pub fn version(&self) -> Result<PgVersion, String> {
+        PgVersion::new(self.pg_version)
+    }
+
+    pub fn timeline(&self) -> Timeline {
+        Timeline(self.timeline)
+    }
+
+    pub fn start_lsn(&self) -> Result<Lsn, String> {
+        self.start_lsn.parse()
+    }
+
+    pub fn stop_lsn(&self) -> Result<Lsn, String> {
+        self.stop_lsn.parse()
+    }
+
+    /// Total plaintext and stored bytes of the files.
+    pub fn sizes(&self) -> (u64, u64) {
+        self.entries.iter().fold((0, 0), |(p, s), e| match &e.kind {
+            EntryKind::File {
+                size, stored_size, ..
+            } => (p + size, s + stored_size),
+            _ => (p, s),
+        })
+    }
+}
+
+/// Refuses paths that could escape the data directory.
+pub fn safe_path(path: &str) -> Result<String, String> {
+    let trimmed = path.trim_start_matches("./").trim_end_matches('/');
+    let ok = !trimmed.is_empty()
+        && !trimmed.starts_with('/')
+        && trimmed
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    ok.then(|| trimmed.to_string())
+        .ok_or_else(|| format!("unsafe path '{path}' in backup stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_sort_by_time_and_round_trip() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-21T22:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let id = BackupId::new(t, BackupKind::Full);
+        assert_eq!(id.as_str(), "20261121T220000Z-F");
+        assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id);
+        let later = BackupId::new(t + chrono::Duration::seconds(1), BackupKind::Incremental);
+        assert!(later > id);
+        for bad in [
+            "",
+            "20261121T220000Z",
+            "20261321T220000Z-F",
+            "20261121T220000Z-X",
+        ] {
+            assert!(bad.parse::<BackupId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert_eq!(safe_path("./base/1/112").unwrap(), "base/1/112");
+        assert_eq!(safe_path("pg_wal/").unwrap(), "pg_wal");
+        for bad in ["/etc/passwd", "../x", "a/../../b", "", "a//b"] {
+            assert!(safe_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn manifest_json_round_trip() {
+        let m = Manifest {
+            format: FORMAT_VERSION,
+            id: "20261121T220000Z-F".parse().unwrap(),
+            kind: BackupKind::Full,
+            parent: None,
+            system_id: "7".into(),
+            pg_version: 15,
+            timeline: 1,
+            start_lsn: "0/2000028".into(),
+            stop_lsn: "0/2000100".into(),
+            start_time: "t0".into(),
+            stop_time: "t1".into(),
+            source: "host=x".into(),
+            entries: vec![
+                ManifestEntry {
+                    path: "base".into(),
+                    mode: 0o700,
+                    mtime: 1,
+                    kind: EntryKind::Dir,
+                },
+                ManifestEntry {
+                    path: "PG_VERSION".into(),
+                    mode: 0o600,
+                    mtime: 1,
+                    kind: EntryKind::File {
+                        size: 3,
+                        sha256: "ab".into(),
+                        stored_size: 60,
+                    },
+                },
+            ],
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+        assert_eq!(m.sizes(), (3, 60));
+    }
+}

@@ -1,0 +1,142 @@
+//! Full backups over the replication protocol and restores, against a real PostgreSQL 15:
+//! a backup is listed only once its WAL is archived and its manifest committed; a restored
+//! backup replays the archive to exactly the committed rows; a damaged object stops a restore
+//! before pg_control is written.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use support::pgkeep::Pgkeep;
+use support::postgres::{Pg, pg_bin};
+use support::proc::{postgres_tempdir, run_ok, wait_for};
+
+fn chown_postgres(path: &std::path::Path) {
+    run_ok(
+        "chown",
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path),
+    );
+}
+
+fn backup_count(pk: &Pgkeep) -> usize {
+    let out = pk.ok(&["info", "--json"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["backups"].as_array().unwrap().len()
+}
+
+#[test]
+fn full_backup_restores_to_the_end_of_the_archive() {
+    let dir = postgres_tempdir();
+    let repo = dir.path().join("repo");
+    let pk = Pgkeep::new(
+        dir.path(),
+        &format!(
+            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"60s\"\n",
+            repo.display()
+        ),
+    );
+    let mut primary = Pg::initdb(&pg_bin(), dir.path(), "primary");
+    primary.configure(&[
+        "wal_level = replica".into(),
+        "archive_mode = on".into(),
+        format!(
+            "archive_command = '{}'",
+            pk.archive_command().replace('\'', "''")
+        ),
+    ]);
+    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    chown_postgres(&repo);
+    primary.start();
+    primary.pgbench(&["-i", "-s", "2", "-q"]);
+    primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
+    let source = format!(
+        "host={} port={} user=postgres",
+        primary.sock.display(),
+        primary.port
+    );
+
+    // A second repository of the same cluster that the primary does not archive into: a
+    // backup there never sees its WAL, so it is refused and never listed.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = Pgkeep::new(
+        &elsewhere,
+        &format!(
+            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"2s\"\n",
+            elsewhere.join("repo").display()
+        ),
+    );
+    other.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    let r = other.run(&["backup", "--source", &source]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.error_line().contains("was not archived"));
+    assert_eq!(
+        backup_count(&other),
+        0,
+        "an uncommitted backup must not be listed"
+    );
+    assert!(
+        elsewhere.join("repo/main/backups").exists(),
+        "its files were uploaded, not committed"
+    );
+    let r = other.run(&["restore", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(!dir.path().join("nothing/global/pg_control").exists());
+
+    // With its WAL archived, a backup commits.
+    let r = pk.ok(&["backup", "--source", &source]);
+    assert!(r.stdout.contains("committed"), "{}", r.stdout);
+    assert_eq!(backup_count(&pk), 1);
+
+    // Writes after the backup reach the restored copy through the archive.
+    primary.psql("INSERT INTO marks SELECT generate_series(1, 500)");
+    let accounts = primary.psql("SELECT count(*) FROM pgbench_accounts");
+    primary.switch_and_wait_archived();
+
+    let target = dir.path().join("restored");
+    let r = pk.ok(&["restore", target.to_str().unwrap()]);
+    assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
+    chown_postgres(&target);
+    let mut restored = Pg::at(&pg_bin(), target.clone());
+    restored.configure(&["archive_mode = off".into()]);
+    restored.start();
+    wait_for(
+        "recovery to finish",
+        std::time::Duration::from_secs(120),
+        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    );
+    assert_eq!(restored.psql("SELECT count(*) FROM marks"), "500");
+    assert_eq!(
+        restored.psql("SELECT count(*) FROM pgbench_accounts"),
+        accounts
+    );
+    restored.stop();
+
+    // A non-empty target is refused without --force.
+    let r = pk.run(&["restore", target.to_str().unwrap()]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.error_line().contains("not empty"));
+
+    // One flipped byte in a stored file: restore fails naming it, and pg_control is never written.
+    let relpath = primary.psql("SELECT pg_relation_filepath('pgbench_accounts')");
+    let backup_dir = std::fs::read_dir(repo.join("main/backups"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let object = backup_dir.join("files").join(&relpath);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&object, bytes).unwrap();
+    let damaged = dir.path().join("damaged");
+    let r = pk.run(&["restore", damaged.to_str().unwrap()]);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(r.error_line().contains(&relpath), "{}", r.stderr);
+    assert!(!damaged.join("global/pg_control").exists());
+}
