@@ -41,16 +41,41 @@ pub enum Command {
         #[arg(long, value_name = "CONNINFO")]
         source: Option<String>,
     },
-    /// Restore a backup into a data directory, set up to replay the archive.
+    /// Restore a backup into a data directory, set up to replay the archive to a target.
+    #[command(group(clap::ArgGroup::new("recovery_target").multiple(false)))]
     Restore {
-        /// The target data directory (must be empty unless --force).
-        target: PathBuf,
+        /// The data directory to restore into (must be empty unless --force).
+        dir: PathBuf,
         /// The backup to restore: an id from 'pgkeep info', or 'latest'.
         #[arg(long, value_name = "ID", default_value = "latest")]
         backup: String,
         /// Replace the contents of a non-empty target directory.
         #[arg(long)]
         force: bool,
+        /// Stop at this time, e.g. '2026-11-21 22:00:00+00'.
+        #[arg(long, group = "recovery_target", value_name = "TIME")]
+        target_time: Option<String>,
+        /// Stop at this WAL location, e.g. 16/B374D848.
+        #[arg(long, group = "recovery_target", value_name = "LSN")]
+        target_lsn: Option<String>,
+        /// Stop after this transaction id.
+        #[arg(long, group = "recovery_target", value_name = "XID")]
+        target_xid: Option<String>,
+        /// Stop at this restore point (pg_create_restore_point).
+        #[arg(long, group = "recovery_target", value_name = "NAME")]
+        target_name: Option<String>,
+        /// 'immediate': stop as soon as the backup is consistent.
+        #[arg(long, group = "recovery_target", value_name = "immediate")]
+        target: Option<String>,
+        /// Timeline to follow: 'latest' (default) or a number.
+        #[arg(long, value_name = "latest|N")]
+        target_timeline: Option<String>,
+        /// On reaching the target: promote, pause (PostgreSQL's default) or shutdown.
+        #[arg(long, value_name = "ACTION")]
+        target_action: Option<String>,
+        /// Restore as a standby (standby.signal) that keeps replaying.
+        #[arg(long)]
+        standby: bool,
     },
     /// Show the repository and its backups.
     Info {

@@ -99,11 +99,45 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                     r.elapsed.as_secs_f64()
                 );
             }
-            Command::Restore { target, backup, force } => {
+            Command::Restore {
+                dir,
+                backup,
+                force,
+                target_time,
+                target_lsn,
+                target_xid,
+                target_name,
+                target,
+                target_timeline,
+                target_action,
+                standby,
+            } => {
+                let bad = |e: String| {
+                    Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'")
+                };
+                let target = match (target_time, target_lsn, target_xid, target_name, target) {
+                    (Some(t), ..) => {
+                        let at = restore::target::parse_time(&t).map_err(bad)?;
+                        restore::RecoveryTarget::Time(t, at)
+                    }
+                    (_, Some(l), ..) => restore::RecoveryTarget::Lsn(l.parse().map_err(bad)?),
+                    (_, _, Some(x), ..) => restore::RecoveryTarget::Xid(x),
+                    (_, _, _, Some(n), _) => restore::RecoveryTarget::Name(n),
+                    (_, _, _, _, Some(t)) if t == "immediate" => restore::RecoveryTarget::Immediate,
+                    (_, _, _, _, Some(t)) => {
+                        return Err(bad(format!("invalid --target '{t}': only 'immediate'")));
+                    }
+                    _ => restore::RecoveryTarget::Latest,
+                };
+                let target_action = target_action.map(|a| a.parse()).transpose().map_err(bad)?;
                 let args = restore::RestoreArgs {
-                    target,
+                    dir,
                     backup: Some(backup),
                     force,
+                    target,
+                    target_timeline,
+                    target_action,
+                    standby,
                 };
                 let r = restore::run(cfg, args).await?;
                 println!(

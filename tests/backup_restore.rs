@@ -92,29 +92,67 @@ fn full_backup_restores_to_the_end_of_the_archive() {
     assert!(r.stdout.contains("committed"), "{}", r.stdout);
     assert_eq!(backup_count(&pk), 1);
 
-    // Writes after the backup reach the restored copy through the archive.
-    primary.psql("INSERT INTO marks SELECT generate_series(1, 500)");
+    // Writes after the backup, with a restore point, a time and an LSN between batches.
+    primary.psql("INSERT INTO marks SELECT generate_series(1, 100)");
+    primary.psql("SELECT pg_create_restore_point('p1')");
+    primary.psql("INSERT INTO marks SELECT generate_series(101, 200)");
+    let time = primary.psql(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    );
+    primary.psql("INSERT INTO marks SELECT generate_series(201, 300)");
+    let lsn = primary.psql("SELECT pg_current_wal_lsn()");
+    primary.psql("INSERT INTO marks SELECT generate_series(301, 500)");
     let accounts = primary.psql("SELECT count(*) FROM pgbench_accounts");
     primary.switch_and_wait_archived();
 
-    let target = dir.path().join("restored");
-    let r = pk.ok(&["restore", target.to_str().unwrap()]);
-    assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
-    chown_postgres(&target);
-    let mut restored = Pg::at(&pg_bin(), target.clone());
-    restored.configure(&["archive_mode = off".into()]);
-    restored.start();
-    wait_for(
-        "recovery to finish",
-        std::time::Duration::from_secs(120),
-        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    // Each target gives back exactly what had committed at it.
+    let restore_and_count = |name: &str, target: &[&str]| -> (std::path::PathBuf, String) {
+        let dir_n = dir.path().join(name);
+        let mut args = vec!["restore", dir_n.to_str().unwrap()];
+        args.extend_from_slice(target);
+        let r = pk.ok(&args);
+        assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
+        chown_postgres(&dir_n);
+        let mut restored = Pg::at(&pg_bin(), dir_n.clone());
+        restored.configure(&["archive_mode = off".into()]);
+        restored.start();
+        wait_for(
+            "recovery to finish",
+            std::time::Duration::from_secs(120),
+            || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+        );
+        assert_eq!(
+            restored.psql("SELECT count(*) FROM pgbench_accounts"),
+            accounts
+        );
+        let marks = restored.psql("SELECT count(*) FROM marks");
+        restored.stop();
+        (dir_n, marks)
+    };
+    let promote = ["--target-action", "promote"];
+    let (target, latest) = restore_and_count("latest", &[]);
+    assert_eq!(latest, "500");
+    let named = restore_and_count("named", &["--target-name", "p1", promote[0], promote[1]]).1;
+    assert_eq!(named, "100");
+    let timed = restore_and_count("timed", &["--target-time", &time, promote[0], promote[1]]).1;
+    assert_eq!(timed, "200");
+    let at_lsn = restore_and_count("lsn", &["--target-lsn", &lsn, promote[0], promote[1]]).1;
+    assert_eq!(at_lsn, "300");
+
+    // A time before every backup cannot be reached: refused, nothing written.
+    let r = pk.run(&[
+        "restore",
+        dir.path().join("past").to_str().unwrap(),
+        "--target-time",
+        "2001-01-01 00:00:00+00",
+    ]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.error_line().contains("no backup can reach"),
+        "{}",
+        r.stderr
     );
-    assert_eq!(restored.psql("SELECT count(*) FROM marks"), "500");
-    assert_eq!(
-        restored.psql("SELECT count(*) FROM pgbench_accounts"),
-        accounts
-    );
-    restored.stop();
+    assert!(!dir.path().join("past").exists());
 
     // A non-empty target is refused without --force.
     let r = pk.run(&["restore", target.to_str().unwrap()]);

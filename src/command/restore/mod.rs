@@ -4,6 +4,7 @@
 //! directory without it is plainly not a usable cluster, whatever happened before.
 
 mod files;
+pub mod target;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,14 +15,23 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::Manifest;
 use crate::repo::Repo;
+pub use target::{RecoveryTarget, TargetAction};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RestoreArgs {
-    pub target: PathBuf,
+    pub dir: PathBuf,
     /// A backup id; the newest backup when `None`.
     pub backup: Option<String>,
     /// Empty a non-empty target directory first.
     pub force: bool,
+    /// Where recovery stops.
+    pub target: RecoveryTarget,
+    /// `recovery_target_timeline`: `latest` (default) or a timeline number.
+    pub target_timeline: Option<String>,
+    /// `recovery_target_action`; PostgreSQL's default (pause) when unset.
+    pub target_action: Option<TargetAction>,
+    /// Start as a standby (`standby.signal`) instead of a one-off recovery.
+    pub standby: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -36,28 +46,22 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     let began = Instant::now();
     // Select the backup.
     let repo = Repo::open(&cfg.repository).await?;
-    let manifest = select(&repo, args.backup.as_deref()).await?;
+    let manifest = select(&repo, args.backup.as_deref(), &args.target).await?;
 
     // Prepare the target directory.
-    prepare_target(&args.target, args.force)?;
+    prepare_target(&args.dir, args.force)?;
 
     // Directories and links, then every file but pg_control, in parallel and verified.
-    files::create_dirs_and_links(&args.target, &manifest)?;
-    let (count, bytes) = files::write_all(
-        &repo,
-        &manifest,
-        &args.target,
-        cfg.backup.concurrency,
-        false,
-    )
-    .await?;
+    files::create_dirs_and_links(&args.dir, &manifest)?;
+    let (count, bytes) =
+        files::write_all(&repo, &manifest, &args.dir, cfg.backup.concurrency, false).await?;
 
     // Recovery settings: replay the archive through pgkeep.
-    write_recovery_settings(&args.target, cfg.path.as_deref())?;
+    write_recovery_settings(&args, cfg.path.as_deref())?;
 
     // pg_control last.
-    let (n, b) = files::write_all(&repo, &manifest, &args.target, 1, true).await?;
-    localfs::fsync_dir(&args.target).map_err(|e| Error::io("fsync", &args.target, e))?;
+    let (n, b) = files::write_all(&repo, &manifest, &args.dir, 1, true).await?;
+    localfs::fsync_dir(&args.dir).map_err(|e| Error::io("fsync", &args.dir, e))?;
     Ok(RestoreReport {
         backup: manifest.id.to_string(),
         files: count + n,
@@ -66,23 +70,34 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     })
 }
 
-async fn select(repo: &Repo, wanted: Option<&str>) -> Result<Manifest> {
-    match wanted {
-        Some(id) if id != "latest" => backups::load(repo, id).await?.ok_or_else(|| {
+async fn select(repo: &Repo, wanted: Option<&str>, target: &RecoveryTarget) -> Result<Manifest> {
+    if let Some(id) = wanted.filter(|id| *id != "latest") {
+        return backups::load(repo, id).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("no backup {id} in {}", repo.location()),
             )
             .hint("'pgkeep info' lists the backups")
-        }),
-        _ => backups::list(repo).await?.pop().ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("{} holds no backup", repo.location()),
-            )
-            .hint("take one with 'pgkeep backup'")
-        }),
+        });
     }
+    let all = backups::list(repo).await?;
+    if all.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} holds no backup", repo.location()),
+        )
+        .hint("take one with 'pgkeep backup'"));
+    }
+    target.choose(&all)?.cloned().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "no backup can reach {target}: the oldest ended at {} (lsn {})",
+                all[0].stop_time, all[0].stop_lsn
+            ),
+        )
+        .hint("a point in time can only be restored from a backup that ended before it")
+    })
 }
 
 fn prepare_target(target: &Path, force: bool) -> Result<()> {
@@ -113,8 +128,9 @@ fn prepare_target(target: &Path, force: bool) -> Result<()> {
         .map_err(|e| Error::io("chmod", target, e))
 }
 
-/// `recovery.signal` plus a restore_command that calls this very pgkeep with this config.
-fn write_recovery_settings(target: &Path, config: Option<&Path>) -> Result<()> {
+/// The signal file plus a restore_command that calls this very pgkeep with this config, and
+/// the recovery target.
+fn write_recovery_settings(args: &RestoreArgs, config: Option<&Path>) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::io("locate", Path::new("pgkeep"), e))?;
     let mut cmd = format!("{}", exe.display());
     if let Some(c) = config {
@@ -122,15 +138,32 @@ fn write_recovery_settings(target: &Path, config: Option<&Path>) -> Result<()> {
         cmd.push_str(&format!(" --config {}", c.display()));
     }
     cmd.push_str(" archive-get %f %p");
-    let settings = format!(
-        "\n# added by pgkeep restore\nrestore_command = '{}'\nrecovery_target_timeline = 'latest'\n",
-        cmd.replace('\'', "''")
-    );
-    let auto = target.join("postgresql.auto.conf");
-    let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
-    text.push_str(&settings);
+    let mut settings = vec![
+        ("restore_command", cmd),
+        (
+            "recovery_target_timeline",
+            args.target_timeline
+                .clone()
+                .unwrap_or_else(|| "latest".into()),
+        ),
+    ];
+    settings.extend(args.target.settings());
+    if let Some(action) = args.target_action {
+        settings.push(("recovery_target_action", action.to_string()));
+    }
+    let mut text =
+        std::fs::read_to_string(args.dir.join("postgresql.auto.conf")).unwrap_or_default();
+    text.push_str("\n# added by pgkeep restore\n");
+    for (k, v) in settings {
+        text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+    }
+    let auto = args.dir.join("postgresql.auto.conf");
     localfs::write_atomic(&auto, |f| std::io::Write::write_all(f, text.as_bytes()))
         .map_err(|e| Error::io("write", &auto, e))?;
-    let signal = target.join("recovery.signal");
+    let signal = args.dir.join(if args.standby {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    });
     localfs::write_atomic(&signal, |_| Ok(())).map_err(|e| Error::io("write", &signal, e))
 }
