@@ -102,6 +102,7 @@ pub struct Manifest {
     pub start_lsn: String,
     pub stop_lsn: String,
     pub start_time: String,
+    /// When BASE_BACKUP ended (RFC 3339, milliseconds): no recovery target may be earlier.
     pub stop_time: String,
     pub source: String,
     pub entries: Vec<ManifestEntry>,

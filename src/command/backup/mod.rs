@@ -61,6 +61,9 @@ pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
         threads: 0,
     };
     let copied = copy::stream(&repo, &mut conn, &id, opts, cfg.backup.concurrency).await?;
+    // The backup is consistent from its stop position on: a recovery target must not be
+    // earlier than this moment (to the millisecond), which is what target selection compares.
+    let consistent_at = chrono::Utc::now();
     conn.close().await;
 
     // Wait until the WAL from start to stop is archived: only then is the backup restorable.
@@ -86,7 +89,7 @@ pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
         start_lsn: copied.start.to_string(),
         stop_lsn: copied.stop.to_string(),
         start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        stop_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        stop_time: consistent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         source: describe_source(&params),
         entries: copied.entries,
     };
