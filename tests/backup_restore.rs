@@ -178,3 +178,161 @@ fn full_backup_restores_to_the_end_of_the_archive() {
     assert!(r.error_line().contains(&relpath), "{}", r.stderr);
     assert!(!damaged.join("global/pg_control").exists());
 }
+
+#[test]
+fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
+    let dir = postgres_tempdir();
+    let repo = dir.path().join("repo");
+    let pk = Pgkeep::new(
+        dir.path(),
+        &format!(
+            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"60s\"\n",
+            repo.display()
+        ),
+    );
+    let mut primary = Pg::initdb(&pg_bin(), dir.path(), "primary");
+    primary.configure(&[
+        "wal_level = replica".into(),
+        "archive_mode = on".into(),
+        format!(
+            "archive_command = '{}'",
+            pk.archive_command().replace('\'', "''")
+        ),
+        // A standby cannot switch WAL: the primary's own switches bring the last segment.
+        "archive_timeout = 1".into(),
+    ]);
+    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    chown_postgres(&repo);
+    primary.start();
+    primary.pgbench(&["-i", "-s", "2", "-q"]);
+
+    // A streaming standby made with pg_basebackup -R.
+    let standby_dir = dir.path().join("standby");
+    run_ok(
+        "pg_basebackup",
+        support::postgres::as_postgres(pg_bin().join("pg_basebackup"))
+            .arg("-h")
+            .arg(&primary.sock)
+            .args([
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-c",
+                "fast",
+                "-X",
+                "stream",
+                "-D",
+            ])
+            .arg(&standby_dir),
+    );
+    let mut standby = Pg::at(&pg_bin(), standby_dir);
+    standby.configure(&["archive_mode = off".into()]);
+    standby.start();
+    assert_eq!(standby.psql("SELECT pg_is_in_recovery()"), "t");
+
+    // kill -9 in the middle of a backup whose WAL can never arrive (a second repository the
+    // primary does not archive into): nothing half-done is ever listed.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = Pgkeep::new(
+        &elsewhere,
+        &format!(
+            "[repository]\npath = \"{}\"\n",
+            elsewhere.join("repo").display()
+        ),
+    );
+    other.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    let source = format!(
+        "host={} port={} user=postgres",
+        primary.sock.display(),
+        primary.port
+    );
+    let mut child = other
+        .command()
+        .args(["backup", "--source", &source])
+        .spawn()
+        .unwrap();
+    let files_dir = elsewhere.join("repo/main/backups");
+    wait_for(
+        "the backup's first file",
+        std::time::Duration::from_secs(60),
+        || {
+            let landed = std::fs::read_dir(&files_dir).ok()?.next().is_some();
+            landed.then_some(())
+        },
+    );
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the backup cannot have finished: its WAL never arrives"
+    );
+    assert_eq!(backup_count(&other), 0);
+
+    // The backup from the standby: identity checked against the repository, WAL waited for.
+    let standby_source = format!(
+        "host={} port={} user=postgres",
+        standby.sock.display(),
+        standby.port
+    );
+    primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
+    primary.psql("INSERT INTO marks SELECT generate_series(1, 100)");
+    wait_for(
+        "the standby to replay",
+        std::time::Duration::from_secs(60),
+        || {
+            (standby.psql("SELECT count(*) FROM pg_class WHERE relname = 'marks'") == "1")
+                .then_some(())
+        },
+    );
+    // BASE_BACKUP on a standby waits for a restartpoint, which needs a checkpoint record from
+    // the primary: checkpoint the primary until the backup is through.
+    let mut backup = pk
+        .command()
+        .args(["backup", "--source", &standby_source])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(
+        "the backup from the standby",
+        std::time::Duration::from_secs(120),
+        || match backup.try_wait().unwrap() {
+            Some(status) => Some(status),
+            None => {
+                primary.psql("CHECKPOINT");
+                None
+            }
+        },
+    );
+    let out = backup.wait_with_output().unwrap();
+    assert!(
+        status.success() && String::from_utf8_lossy(&out.stdout).contains("committed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    primary.psql("INSERT INTO marks SELECT generate_series(101, 250)");
+    primary.switch_and_wait_archived();
+
+    let target = dir.path().join("restored");
+    pk.ok(&[
+        "restore",
+        target.to_str().unwrap(),
+        "--target-action",
+        "promote",
+    ]);
+    chown_postgres(&target);
+    // The copy of a standby carries standby settings; recovery.signal from pgkeep rules.
+    let mut restored = Pg::at(&pg_bin(), target);
+    restored.configure(&["archive_mode = off".into(), "primary_conninfo = ''".into()]);
+    let _ = std::fs::remove_file(restored.data.join("standby.signal"));
+    restored.start();
+    wait_for(
+        "recovery to finish",
+        std::time::Duration::from_secs(120),
+        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    );
+    assert_eq!(restored.psql("SELECT count(*) FROM marks"), "250");
+}
