@@ -336,3 +336,105 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     );
     assert_eq!(restored.psql("SELECT count(*) FROM marks"), "250");
 }
+
+#[test]
+fn restore_follows_a_timeline_switch_to_the_latest_timeline() {
+    let dir = postgres_tempdir();
+    let repo = dir.path().join("repo");
+    let pk = Pgkeep::new(
+        dir.path(),
+        &format!("[repository]\npath = \"{}\"\n", repo.display()),
+    );
+    let mut primary = Pg::initdb(&pg_bin(), dir.path(), "primary");
+    primary.configure(&[
+        "wal_level = replica".into(),
+        "archive_mode = on".into(),
+        format!(
+            "archive_command = '{}'",
+            pk.archive_command().replace('\'', "''")
+        ),
+    ]);
+    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    chown_postgres(&repo);
+    primary.start();
+    primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
+    let source = format!(
+        "host={} port={} user=postgres",
+        primary.sock.display(),
+        primary.port
+    );
+    pk.ok(&["backup", "--source", &source]);
+
+    // A standby that will be promoted; it archives through pgkeep once it is primary.
+    let standby_dir = dir.path().join("standby");
+    run_ok(
+        "pg_basebackup",
+        support::postgres::as_postgres(pg_bin().join("pg_basebackup"))
+            .arg("-h")
+            .arg(&primary.sock)
+            .args([
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-c",
+                "fast",
+                "-X",
+                "stream",
+                "-D",
+            ])
+            .arg(&standby_dir),
+    );
+    let mut standby = Pg::at(&pg_bin(), standby_dir);
+    standby.start();
+    primary.psql("INSERT INTO marks SELECT generate_series(1, 100)");
+    primary.switch_and_wait_archived();
+    wait_for(
+        "the standby to replay",
+        std::time::Duration::from_secs(60),
+        || (standby.psql("SELECT count(*) FROM marks") == "100").then_some(()),
+    );
+
+    // Failover: the old primary stops, the standby is promoted to timeline 2 and keeps writing.
+    primary.stop();
+    standby.psql("SELECT pg_promote()");
+    wait_for("the promotion", std::time::Duration::from_secs(60), || {
+        (standby.psql("SELECT pg_is_in_recovery()") == "f").then_some(())
+    });
+    standby.psql("INSERT INTO marks SELECT generate_series(101, 200)");
+    standby.switch_and_wait_archived();
+    assert!(
+        repo.join("main/wal/00000002.history").exists(),
+        "the history file is archived"
+    );
+
+    // The backup from timeline 1, restored to the end of the archive, follows the switch.
+    let target = dir.path().join("restored");
+    pk.ok(&[
+        "restore",
+        target.to_str().unwrap(),
+        "--target-action",
+        "promote",
+    ]);
+    chown_postgres(&target);
+    let mut restored = Pg::at(&pg_bin(), target);
+    restored.configure(&["archive_mode = off".into()]);
+    restored.start();
+    wait_for(
+        "recovery to finish",
+        std::time::Duration::from_secs(120),
+        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    );
+    assert_eq!(restored.psql("SELECT count(*) FROM marks"), "200");
+    let tli: u32 = restored
+        .psql("SELECT timeline_id FROM pg_control_checkpoint()")
+        .parse()
+        .unwrap();
+    assert!(tli >= 2, "recovery stayed on timeline {tli}");
+    assert!(
+        restored.log().contains("00000002.history"),
+        "{}",
+        restored.log()
+    );
+}
