@@ -12,28 +12,8 @@ use std::process::Command;
 
 use support::garage::Garage;
 use support::pgkeep::Pgkeep;
-use support::postgres::{Pg, pg_bin};
+use support::postgres::{Pg, chown_postgres, major_bin};
 use support::proc::{postgres_tempdir, run_ok};
-
-/// The server binaries of a major: `PGKEEP_TEST_PG<major>_BIN`, else Debian's 15.
-fn major_bin(major: u32) -> PathBuf {
-    if major == 15 {
-        return pg_bin();
-    }
-    let var = format!("PGKEEP_TEST_PG{major}_BIN");
-    std::env::var_os(&var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("{var} is not set: run the suite through scripts/test.sh, which installs PostgreSQL {major}"))
-}
-
-fn chown_postgres(path: &Path) {
-    run_ok(
-        "chown",
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path),
-    );
-}
 
 /// Copies a stopped cluster's data directory (a cold base for archive recovery).
 fn copy_dir(from: &Path, to: &Path) {

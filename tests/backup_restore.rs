@@ -7,20 +7,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::pgkeep::Pgkeep;
-use support::postgres::{Pg, pg_bin};
-use support::proc::{postgres_tempdir, run_ok, wait_for};
-
-fn chown_postgres(path: &std::path::Path) {
-    run_ok(
-        "chown",
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path),
-    );
-}
+use support::postgres::{Pg, chown_postgres, pg_bin};
+use support::proc::{postgres_tempdir, wait_for};
 
 fn backup_count(pk: &Pgkeep) -> usize {
     let out = pk.ok(&["info", "--json"]).stdout;
@@ -28,36 +17,63 @@ fn backup_count(pk: &Pgkeep) -> usize {
     v["backups"].as_array().unwrap().len()
 }
 
-#[test]
-fn full_backup_restores_to_the_end_of_the_archive() {
-    let dir = postgres_tempdir();
-    let repo = dir.path().join("repo");
+/// A PostgreSQL 15 primary archiving through pgkeep into a local repository it was
+/// initialised for, started. Returns the pgkeep handle, the server and its source conninfo.
+fn archiving_primary(dir: &std::path::Path, extra: &[&str]) -> (Pgkeep, Pg, String) {
+    let repo = dir.join("repo");
     let pk = Pgkeep::new(
-        dir.path(),
+        dir,
         &format!(
             "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"60s\"\n",
             repo.display()
         ),
     );
-    let mut primary = Pg::initdb(&pg_bin(), dir.path(), "primary");
-    primary.configure(&[
-        "wal_level = replica".into(),
+    let mut primary = Pg::initdb(&pg_bin(), dir, "primary");
+    let mut conf = vec![
+        "wal_level = replica".to_string(),
         "archive_mode = on".into(),
         format!(
             "archive_command = '{}'",
             pk.archive_command().replace('\'', "''")
         ),
-    ]);
+    ];
+    conf.extend(extra.iter().map(|s| s.to_string()));
+    primary.configure(&conf);
     pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
     chown_postgres(&repo);
     primary.start();
-    primary.pgbench(&["-i", "-s", "2", "-q"]);
-    primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
     let source = format!(
         "host={} port={} user=postgres",
         primary.sock.display(),
         primary.port
     );
+    (pk, primary, source)
+}
+
+/// `pgkeep restore` into `target` with `args`, then starts the server and waits for the end of
+/// recovery.
+fn restore_and_start(pk: &Pgkeep, target: &std::path::Path, args: &[&str]) -> Pg {
+    let mut all = vec!["restore", target.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let r = pk.ok(&all);
+    assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
+    chown_postgres(target);
+    let mut restored = Pg::at(&pg_bin(), target.to_path_buf());
+    // A copy of a standby carries its settings: pgkeep's recovery.signal must rule.
+    restored.configure(&["archive_mode = off".into(), "primary_conninfo = ''".into()]);
+    let _ = std::fs::remove_file(restored.data.join("standby.signal"));
+    restored.start();
+    restored.wait_promoted();
+    restored
+}
+
+#[test]
+fn full_backup_restores_to_the_end_of_the_archive() {
+    let dir = postgres_tempdir();
+    let (pk, primary, source) = archiving_primary(dir.path(), &[]);
+    let repo = dir.path().join("repo");
+    primary.pgbench(&["-i", "-s", "2", "-q"]);
+    primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
 
     // A second repository of the same cluster that the primary does not archive into: a
     // backup there never sees its WAL, so it is refused and never listed.
@@ -106,38 +122,30 @@ fn full_backup_restores_to_the_end_of_the_archive() {
     primary.switch_and_wait_archived();
 
     // Each target gives back exactly what had committed at it.
-    let restore_and_count = |name: &str, target: &[&str]| -> (std::path::PathBuf, String) {
-        let dir_n = dir.path().join(name);
-        let mut args = vec!["restore", dir_n.to_str().unwrap()];
-        args.extend_from_slice(target);
-        let r = pk.ok(&args);
-        assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
-        chown_postgres(&dir_n);
-        let mut restored = Pg::at(&pg_bin(), dir_n.clone());
-        restored.configure(&["archive_mode = off".into()]);
-        restored.start();
-        wait_for(
-            "recovery to finish",
-            std::time::Duration::from_secs(120),
-            || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
-        );
+    let count = |name: &str, target: &[&str]| -> String {
+        let mut restored = restore_and_start(&pk, &dir.path().join(name), target);
         assert_eq!(
             restored.psql("SELECT count(*) FROM pgbench_accounts"),
             accounts
         );
         let marks = restored.psql("SELECT count(*) FROM marks");
         restored.stop();
-        (dir_n, marks)
+        marks
     };
     let promote = ["--target-action", "promote"];
-    let (target, latest) = restore_and_count("latest", &[]);
-    assert_eq!(latest, "500");
-    let named = restore_and_count("named", &["--target-name", "p1", promote[0], promote[1]]).1;
-    assert_eq!(named, "100");
-    let timed = restore_and_count("timed", &["--target-time", &time, promote[0], promote[1]]).1;
-    assert_eq!(timed, "200");
-    let at_lsn = restore_and_count("lsn", &["--target-lsn", &lsn, promote[0], promote[1]]).1;
-    assert_eq!(at_lsn, "300");
+    assert_eq!(count("latest", &[]), "500");
+    assert_eq!(
+        count("named", &["--target-name", "p1", promote[0], promote[1]]),
+        "100"
+    );
+    assert_eq!(
+        count("timed", &["--target-time", &time, promote[0], promote[1]]),
+        "200"
+    );
+    assert_eq!(
+        count("lsn", &["--target-lsn", &lsn, promote[0], promote[1]]),
+        "300"
+    );
 
     // A time before every backup cannot be reached: refused, nothing written.
     let r = pk.run(&[
@@ -155,7 +163,7 @@ fn full_backup_restores_to_the_end_of_the_archive() {
     assert!(!dir.path().join("past").exists());
 
     // A non-empty target is refused without --force.
-    let r = pk.run(&["restore", target.to_str().unwrap()]);
+    let r = pk.run(&["restore", dir.path().join("latest").to_str().unwrap()]);
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.error_line().contains("not empty"));
 
@@ -182,54 +190,10 @@ fn full_backup_restores_to_the_end_of_the_archive() {
 #[test]
 fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     let dir = postgres_tempdir();
-    let repo = dir.path().join("repo");
-    let pk = Pgkeep::new(
-        dir.path(),
-        &format!(
-            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"60s\"\n",
-            repo.display()
-        ),
-    );
-    let mut primary = Pg::initdb(&pg_bin(), dir.path(), "primary");
-    primary.configure(&[
-        "wal_level = replica".into(),
-        "archive_mode = on".into(),
-        format!(
-            "archive_command = '{}'",
-            pk.archive_command().replace('\'', "''")
-        ),
-        // A standby cannot switch WAL: the primary's own switches bring the last segment.
-        "archive_timeout = 1".into(),
-    ]);
-    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
-    chown_postgres(&repo);
-    primary.start();
+    // A standby cannot switch WAL: the primary's own switches bring the last segment.
+    let (pk, primary, source) = archiving_primary(dir.path(), &["archive_timeout = 1"]);
     primary.pgbench(&["-i", "-s", "2", "-q"]);
-
-    // A streaming standby made with pg_basebackup -R.
-    let standby_dir = dir.path().join("standby");
-    run_ok(
-        "pg_basebackup",
-        support::postgres::as_postgres(pg_bin().join("pg_basebackup"))
-            .arg("-h")
-            .arg(&primary.sock)
-            .args([
-                "-p",
-                &primary.port.to_string(),
-                "-U",
-                "postgres",
-                "-R",
-                "-c",
-                "fast",
-                "-X",
-                "stream",
-                "-D",
-            ])
-            .arg(&standby_dir),
-    );
-    let mut standby = Pg::at(&pg_bin(), standby_dir);
-    standby.configure(&["archive_mode = off".into()]);
-    standby.start();
+    let mut standby = primary.standby(&dir.path().join("standby"));
     assert_eq!(standby.psql("SELECT pg_is_in_recovery()"), "t");
 
     // kill -9 in the middle of a backup whose WAL can never arrive (a second repository the
@@ -244,11 +208,6 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
         ),
     );
     other.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
-    let source = format!(
-        "host={} port={} user=postgres",
-        primary.sock.display(),
-        primary.port
-    );
     let mut child = other
         .command()
         .args(["backup", "--source", &source])
@@ -258,20 +217,17 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     wait_for(
         "the backup's first file",
         std::time::Duration::from_secs(60),
-        || {
-            let landed = std::fs::read_dir(&files_dir).ok()?.next().is_some();
-            landed.then_some(())
-        },
+        || std::fs::read_dir(&files_dir).ok()?.next().map(|_| ()),
     );
     child.kill().unwrap();
-    let status = child.wait().unwrap();
     assert!(
-        !status.success(),
+        !child.wait().unwrap().success(),
         "the backup cannot have finished: its WAL never arrives"
     );
     assert_eq!(backup_count(&other), 0);
 
-    // The backup from the standby: identity checked against the repository, WAL waited for.
+    // The backup from the standby. BASE_BACKUP on a standby waits for a restartpoint, which
+    // needs a checkpoint record from the primary: checkpoint the primary until it is through.
     let standby_source = format!(
         "host={} port={} user=postgres",
         standby.sock.display(),
@@ -282,13 +238,8 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     wait_for(
         "the standby to replay",
         std::time::Duration::from_secs(60),
-        || {
-            (standby.psql("SELECT count(*) FROM pg_class WHERE relname = 'marks'") == "1")
-                .then_some(())
-        },
+        || (standby.psql("SELECT count(*) FROM marks") == "100").then_some(()),
     );
-    // BASE_BACKUP on a standby waits for a restartpoint, which needs a checkpoint record from
-    // the primary: checkpoint the primary until the backup is through.
     let mut backup = pk
         .command()
         .args(["backup", "--source", &standby_source])
@@ -315,24 +266,12 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     );
     primary.psql("INSERT INTO marks SELECT generate_series(101, 250)");
     primary.switch_and_wait_archived();
+    standby.stop();
 
-    let target = dir.path().join("restored");
-    pk.ok(&[
-        "restore",
-        target.to_str().unwrap(),
-        "--target-action",
-        "promote",
-    ]);
-    chown_postgres(&target);
-    // The copy of a standby carries standby settings; recovery.signal from pgkeep rules.
-    let mut restored = Pg::at(&pg_bin(), target);
-    restored.configure(&["archive_mode = off".into(), "primary_conninfo = ''".into()]);
-    let _ = std::fs::remove_file(restored.data.join("standby.signal"));
-    restored.start();
-    wait_for(
-        "recovery to finish",
-        std::time::Duration::from_secs(120),
-        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    let restored = restore_and_start(
+        &pk,
+        &dir.path().join("restored"),
+        &["--target-action", "promote"],
     );
     assert_eq!(restored.psql("SELECT count(*) FROM marks"), "250");
 }
@@ -340,54 +279,13 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
 #[test]
 fn restore_follows_a_timeline_switch_to_the_latest_timeline() {
     let dir = postgres_tempdir();
+    let (pk, mut primary, source) = archiving_primary(dir.path(), &[]);
     let repo = dir.path().join("repo");
-    let pk = Pgkeep::new(
-        dir.path(),
-        &format!("[repository]\npath = \"{}\"\n", repo.display()),
-    );
-    let mut primary = Pg::initdb(&pg_bin(), dir.path(), "primary");
-    primary.configure(&[
-        "wal_level = replica".into(),
-        "archive_mode = on".into(),
-        format!(
-            "archive_command = '{}'",
-            pk.archive_command().replace('\'', "''")
-        ),
-    ]);
-    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
-    chown_postgres(&repo);
-    primary.start();
     primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
-    let source = format!(
-        "host={} port={} user=postgres",
-        primary.sock.display(),
-        primary.port
-    );
     pk.ok(&["backup", "--source", &source]);
 
     // A standby that will be promoted; it archives through pgkeep once it is primary.
-    let standby_dir = dir.path().join("standby");
-    run_ok(
-        "pg_basebackup",
-        support::postgres::as_postgres(pg_bin().join("pg_basebackup"))
-            .arg("-h")
-            .arg(&primary.sock)
-            .args([
-                "-p",
-                &primary.port.to_string(),
-                "-U",
-                "postgres",
-                "-R",
-                "-c",
-                "fast",
-                "-X",
-                "stream",
-                "-D",
-            ])
-            .arg(&standby_dir),
-    );
-    let mut standby = Pg::at(&pg_bin(), standby_dir);
-    standby.start();
+    let standby = primary.standby(&dir.path().join("standby"));
     primary.psql("INSERT INTO marks SELECT generate_series(1, 100)");
     primary.switch_and_wait_archived();
     wait_for(
@@ -399,9 +297,7 @@ fn restore_follows_a_timeline_switch_to_the_latest_timeline() {
     // Failover: the old primary stops, the standby is promoted to timeline 2 and keeps writing.
     primary.stop();
     standby.psql("SELECT pg_promote()");
-    wait_for("the promotion", std::time::Duration::from_secs(60), || {
-        (standby.psql("SELECT pg_is_in_recovery()") == "f").then_some(())
-    });
+    standby.wait_promoted();
     standby.psql("INSERT INTO marks SELECT generate_series(101, 200)");
     standby.switch_and_wait_archived();
     assert!(
@@ -410,21 +306,10 @@ fn restore_follows_a_timeline_switch_to_the_latest_timeline() {
     );
 
     // The backup from timeline 1, restored to the end of the archive, follows the switch.
-    let target = dir.path().join("restored");
-    pk.ok(&[
-        "restore",
-        target.to_str().unwrap(),
-        "--target-action",
-        "promote",
-    ]);
-    chown_postgres(&target);
-    let mut restored = Pg::at(&pg_bin(), target);
-    restored.configure(&["archive_mode = off".into()]);
-    restored.start();
-    wait_for(
-        "recovery to finish",
-        std::time::Duration::from_secs(120),
-        || (restored.psql("SELECT pg_is_in_recovery()") == "f").then_some(()),
+    let restored = restore_and_start(
+        &pk,
+        &dir.path().join("restored"),
+        &["--target-action", "promote"],
     );
     assert_eq!(restored.psql("SELECT count(*) FROM marks"), "200");
     let tli: u32 = restored

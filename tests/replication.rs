@@ -8,23 +8,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 
 use pgkeep::pg::ControlFile;
 use pgkeep::pg::replication::base_backup::{BackupEvent, BaseBackup, BaseBackupOptions};
 use pgkeep::pg::replication::{ConnParams, Host, ReplConn};
-use support::postgres::{Pg, pg_bin};
+use support::postgres::{Pg, major_bin, pg_bin};
 use support::proc::postgres_tempdir;
-
-fn major_bin(major: u32) -> PathBuf {
-    if major == 15 {
-        return pg_bin();
-    }
-    let var = format!("PGKEEP_TEST_PG{major}_BIN");
-    std::env::var_os(&var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("{var} is not set: run the suite through scripts/test.sh"))
-}
 
 fn unix_params(pg: &Pg) -> ConnParams {
     ConnParams {

@@ -15,6 +15,27 @@ pub fn pg_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
 }
 
+/// The server binaries of a major: `PGKEEP_TEST_PG<major>_BIN`, else Debian's 15.
+pub fn major_bin(major: u32) -> PathBuf {
+    if major == 15 {
+        return pg_bin();
+    }
+    let var = format!("PGKEEP_TEST_PG{major}_BIN");
+    std::env::var_os(&var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{var} is not set: run the suite through scripts/test.sh, which installs PostgreSQL {major}")
+    })
+}
+
+/// Hands a directory tree to the postgres user (servers run as that user).
+pub fn chown_postgres(path: &Path) {
+    run_ok(
+        "chown",
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path),
+    );
+}
+
 /// A command that runs as the postgres user.
 pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let (uid, gid) = postgres_user();
@@ -174,6 +195,39 @@ impl Pg {
                 .args(args)
                 .arg("postgres"),
         );
+    }
+
+    /// A streaming standby of this server in `dir` (pg_basebackup -R, fast checkpoint), started.
+    pub fn standby(&self, dir: &Path) -> Pg {
+        run_ok(
+            "pg_basebackup",
+            as_postgres(self.bin.join("pg_basebackup"))
+                .arg("-h")
+                .arg(&self.sock)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-c",
+                    "fast",
+                    "-X",
+                    "stream",
+                    "-D",
+                ])
+                .arg(dir),
+        );
+        let mut standby = Pg::at(&self.bin, dir.to_path_buf());
+        standby.start();
+        standby
+    }
+
+    /// Waits until a server recovering to a target has promoted.
+    pub fn wait_promoted(&self) {
+        wait_for("recovery to finish", Duration::from_secs(120), || {
+            (self.psql("SELECT pg_is_in_recovery()") == "f").then_some(())
+        });
     }
 
     /// Switches to a new WAL segment and waits until the archiver has archived the old one.
