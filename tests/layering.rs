@@ -1,4 +1,4 @@
-//! Imports only go down: pg -> pipeline, repo, localfs -> command -> entry points. This test
+//! Imports only go down: pg -> pipeline, repo, manifest, localfs -> command -> entry points. This test
 //! fails when a lower module names a higher one, or when the `pgkeep` crate (linked into
 //! archive_command's hot path) picks up the daemon's HTTP server or the container client.
 
@@ -30,7 +30,16 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::localfs",
         ],
     ),
-    ("repo", &["crate::command", "crate::cli"]),
+    ("repo", &["crate::command", "crate::cli", "crate::manifest"]),
+    (
+        "manifest",
+        &[
+            "crate::repo",
+            "crate::command",
+            "crate::cli",
+            "crate::config",
+        ],
+    ),
     (
         "localfs.rs",
         &["crate::command", "crate::cli", "crate::repo"],
