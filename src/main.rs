@@ -87,6 +87,12 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
             Command::Backup { source } => {
                 let r = backup::run(cfg, backup::BackupArgs { source }).await?;
                 let (plain, stored) = r.manifest.sizes();
+                let (bad_files, bad_pages) = r.manifest.bad_pages();
+                if bad_pages > 0 {
+                    eprintln!(
+                        "pgkeep: warning: {bad_pages} page(s) in {bad_files} file(s) failed their checksum; see 'pgkeep info --json'"
+                    );
+                }
                 println!(
                     "backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
                     r.manifest.id,

@@ -30,6 +30,7 @@ async fn base_backup(conn: &mut ReplConn) -> (Vec<BackupEvent>, BTreeMap<String,
         label: "pgkeep test".into(),
         fast_checkpoint: true,
         manifest: true,
+        verify_checksums: true,
     };
     let mut bb = BaseBackup::start(conn, &opts).await.unwrap();
     let (mut events, mut tar, mut manifest) = (Vec::new(), Vec::new(), Vec::new());

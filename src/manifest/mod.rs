@@ -74,6 +74,9 @@ pub enum EntryKind {
         size: u64,
         sha256: String,
         stored_size: u64,
+        /// Blocks whose page checksum failed when the backup read them (reported, not fatal).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bad_pages: Vec<u32>,
     },
     Link {
         target: String,
@@ -127,6 +130,16 @@ impl Manifest {
 
     pub fn stop_lsn(&self) -> Result<Lsn, String> {
         self.stop_lsn.parse()
+    }
+
+    /// Files with pages whose checksum failed, and how many such pages.
+    pub fn bad_pages(&self) -> (usize, usize) {
+        self.entries.iter().fold((0, 0), |(f, p), e| match &e.kind {
+            EntryKind::File { bad_pages, .. } if !bad_pages.is_empty() => {
+                (f + 1, p + bad_pages.len())
+            }
+            _ => (f, p),
+        })
     }
 
     /// Total plaintext and stored bytes of the files.
@@ -215,6 +228,7 @@ mod tests {
                         size: 3,
                         sha256: "ab".into(),
                         stored_size: 60,
+                        bad_pages: vec![],
                     },
                 },
             ],

@@ -7,6 +7,7 @@ pub mod control;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod lsn;
+pub mod page;
 pub mod replication;
 pub mod wal;
 pub mod wal_header;

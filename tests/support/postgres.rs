@@ -58,11 +58,18 @@ pub struct Pg {
 impl Pg {
     /// A fresh cluster from initdb in `dir/<name>` (not started).
     pub fn initdb(bin: &Path, dir: &Path, name: &str) -> Pg {
+        Pg::initdb_with(bin, dir, name, &[])
+    }
+
+    /// Like `initdb`, with extra initdb arguments (e.g. `-k` for data checksums).
+    pub fn initdb_with(bin: &Path, dir: &Path, name: &str, args: &[&str]) -> Pg {
         let data = dir.join(name);
         run_ok(
             "initdb",
             as_postgres(bin.join("initdb"))
-                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+                .args(args)
+                .arg("-D")
                 .arg(&data),
         );
         Pg::at(bin, data)
@@ -230,29 +237,30 @@ impl Pg {
         });
     }
 
-    /// Switches to a new WAL segment and waits until the archiver has archived the old one.
+    /// Switches to a new WAL segment and waits until the archiver has archived the old one:
+    /// its `.ready` status is gone and it is `.done` (or already recycled). `last_archived_wal`
+    /// cannot tell: after a promotion the archiver may archive older segments last.
     pub fn switch_and_wait_archived(&self) -> String {
         let seg = self.psql("SELECT pg_walfile_name(pg_switch_wal())");
-        let archived = wait_for(
-            "the last segment to be archived",
-            Duration::from_secs(120),
-            || {
-                let row = self.psql(
-                    "SELECT coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver",
-                );
-                let last = row.split('|').next().unwrap_or_default().to_string();
-                // A `.backup` history file of segment N is archived before N itself is
-                // complete: only a plain segment name at or past `seg` proves it archived.
-                let done = match last.len() {
-                    24 => last >= seg,
-                    n if n > 24 => last[..24] > *seg,
-                    _ => false,
-                };
-                done.then_some(last)
-            },
-        );
-        assert!(archived[..24] >= *seg, "{archived} < {seg}");
-        seg
+        let status = self.data.join("pg_wal/archive_status");
+        let start = std::time::Instant::now();
+        loop {
+            let ready = status.join(format!("{seg}.ready")).exists();
+            let done = status.join(format!("{seg}.done")).exists();
+            let present = self.data.join("pg_wal").join(&seg).exists();
+            if !ready && (done || !present) {
+                return seg;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{seg} not archived after 120s (archiver: {}); server log:\n{}",
+                self.psql(
+                    "SELECT last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver"
+                ),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

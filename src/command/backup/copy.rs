@@ -35,10 +35,20 @@ pub async fn stream(
     opts: EncodeOptions,
     concurrency: usize,
 ) -> Result<Copied> {
+    // With data checksums, pgkeep checks pages itself: the server's own check fails the whole
+    // backup on one bad page, where pgkeep records it and goes on.
+    let checksums = conn
+        .simple_query("SHOW data_checksums")
+        .await
+        .map_err(super::pg_error)?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .is_some_and(|v| v == "on");
     let bb_opts = BaseBackupOptions {
         label: format!("pgkeep {id}"),
         fast_checkpoint: true,
         manifest: false,
+        verify_checksums: false,
     };
     let mut bb = BaseBackup::start(conn, &bb_opts)
         .await
@@ -60,8 +70,12 @@ pub async fn stream(
                     .map(|oid| format!("pg_tblspc/{oid}"));
                 let (tx, rx) = mpsc::channel::<Bytes>(16);
                 let items = item_tx.clone();
-                let worker =
-                    tokio::task::spawn_blocking(move || demux::demux(rx, prefix, items, opts));
+                let verify_from = start
+                    .filter(|_| checksums)
+                    .map(|(lsn, _): (Lsn, Timeline)| lsn.0);
+                let worker = tokio::task::spawn_blocking(move || {
+                    demux::demux(rx, prefix, items, opts, verify_from)
+                });
                 current = Some((tx, worker));
             }
             BackupEvent::Manifest => finish(current.take()).await?,
@@ -121,7 +135,14 @@ async fn upload_all(
         let kind = match item.body {
             Body::Dir => EntryKind::Dir,
             Body::Link(target) => EntryKind::Link { target },
-            Body::File(encoded) => {
+            Body::File(encoded, bad_pages) => {
+                if !bad_pages.is_empty() {
+                    tracing::warn!(
+                        file = item.path,
+                        blocks = ?bad_pages,
+                        "page checksum failed: recorded in the manifest; the backup goes on"
+                    );
+                }
                 let permit = Arc::clone(&slots)
                     .acquire_owned()
                     .await
@@ -140,6 +161,7 @@ async fn upload_all(
                         size: encoded.header.plain_size,
                         sha256: encoded.header.sha256.to_string(),
                         stored_size: encoded.bytes.len() as u64,
+                        bad_pages,
                     };
                     repo.put(&key, encoded.bytes.into()).await?;
                     Ok(ManifestEntry {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::manifest::safe_path;
+use crate::pg::page::{self, PAGE_SIZE};
 use crate::pipeline::{self, EncodeOptions, Encoded};
 
 /// One entry of the data directory, ready to store.
@@ -23,7 +24,39 @@ pub struct Item {
 pub enum Body {
     Dir,
     Link(String),
-    File(Encoded),
+    /// The encoded file, and the blocks whose page checksum failed.
+    File(Encoded, Vec<u32>),
+}
+
+/// Checks each 8 KiB page of a relation file as it is read.
+struct PageCheck<R> {
+    inner: R,
+    page: Box<[u8; PAGE_SIZE]>,
+    filled: usize,
+    next_block: u32,
+    backup_start: u64,
+    bad: Vec<u32>,
+}
+
+impl<R: Read> Read for PageCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let take = rest.len().min(PAGE_SIZE - self.filled);
+            self.page[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
+            self.filled += take;
+            rest = &rest[take..];
+            if self.filled == PAGE_SIZE {
+                if !page::verify(&self.page, self.next_block, self.backup_start) {
+                    self.bad.push(self.next_block);
+                }
+                self.next_block += 1;
+                self.filled = 0;
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Reads the chunks of one tar archive as a byte stream.
@@ -47,13 +80,16 @@ impl Read for ChannelReader {
     }
 }
 
-/// Demultiplexes one archive. `prefix` places a tablespace's entries under `pg_tblspc/<oid>`.
-/// Runs on a blocking thread; returns an error text on a malformed stream.
+/// Demultiplexes one archive. `prefix` places a tablespace's entries under `pg_tblspc/<oid>`;
+/// `verify_from` (the backup's start LSN, when the cluster has data checksums) turns on page
+/// checksum verification of relation files. Runs on a blocking thread; returns an error text
+/// on a malformed stream.
 pub fn demux(
     rx: mpsc::Receiver<Bytes>,
     prefix: Option<String>,
     items: mpsc::Sender<Item>,
     opts: EncodeOptions,
+    verify_from: Option<u64>,
 ) -> Result<(), String> {
     let mut archive = tar::Archive::new(ChannelReader {
         rx,
@@ -89,9 +125,26 @@ pub fn demux(
             Body::Link(target)
         } else if kind.is_file() {
             let size = entry.size() as usize;
-            let encoded = pipeline::encode(&mut entry, opts, size)
-                .map_err(|e| format!("cannot read {path} from the backup stream: {e}"))?;
-            Body::File(encoded)
+            let failed =
+                |e: std::io::Error| format!("cannot read {path} from the backup stream: {e}");
+            match (verify_from, page::first_block(&path)) {
+                (Some(backup_start), Some(first)) => {
+                    let mut checked = PageCheck {
+                        inner: &mut entry,
+                        page: Box::new([0u8; PAGE_SIZE]),
+                        filled: 0,
+                        next_block: first,
+                        backup_start,
+                        bad: Vec::new(),
+                    };
+                    let encoded = pipeline::encode(&mut checked, opts, size).map_err(failed)?;
+                    Body::File(encoded, checked.bad)
+                }
+                _ => Body::File(
+                    pipeline::encode(&mut entry, opts, size).map_err(failed)?,
+                    Vec::new(),
+                ),
+            }
         } else {
             continue;
         };

@@ -17,6 +17,8 @@ pub struct BaseBackupOptions {
     pub fast_checkpoint: bool,
     /// Ask for the server's backup manifest.
     pub manifest: bool,
+    /// Let the server verify page checksums (it then fails the whole backup on a bad page).
+    pub verify_checksums: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +71,9 @@ impl<'a> BaseBackup<'a> {
             if opts.fast_checkpoint {
                 o.push("CHECKPOINT 'fast'".into());
             }
+            if !opts.verify_checksums {
+                o.push("VERIFY_CHECKSUMS false".into());
+            }
             o.push(format!(
                 "MANIFEST '{}'",
                 if opts.manifest { "yes" } else { "no" }
@@ -76,8 +81,13 @@ impl<'a> BaseBackup<'a> {
             format!("BASE_BACKUP ({})", o.join(", "))
         } else {
             format!(
-                "BASE_BACKUP LABEL '{label}' PROGRESS {}NOWAIT MANIFEST '{}'",
+                "BASE_BACKUP LABEL '{label}' PROGRESS {}{}NOWAIT MANIFEST '{}'",
                 if opts.fast_checkpoint { "FAST " } else { "" },
+                if opts.verify_checksums {
+                    ""
+                } else {
+                    "NOVERIFY_CHECKSUMS "
+                },
                 if opts.manifest { "yes" } else { "no" }
             )
         };
