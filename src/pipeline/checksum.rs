@@ -1,9 +1,7 @@
-//! sha256 while streaming: a `Digest` newtype and reader/writer adapters that hash what passes.
-
-use std::fmt;
-use std::io::{Read, Write};
+//! sha256 while streaming: a `Digest` newtype and a `Hasher` fed chunk by chunk.
 
 use sha2::{Digest as _, Sha256};
+use std::fmt;
 
 /// A sha256 digest; displayed as 64 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,70 +50,6 @@ impl Hasher {
     }
 }
 
-/// Hashes and counts the bytes read through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    pub fn finish(self) -> (Digest, u64) {
-        (Digest(self.hasher.finalize().into()), self.size)
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-}
-
-/// Hashes and counts the bytes written through it.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    pub fn finish(self) -> (Digest, u64) {
-        (Digest(self.hasher.finalize().into()), self.size)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,13 +67,10 @@ mod tests {
     }
 
     #[test]
-    fn reader_and_writer_hash_what_passes() {
-        let mut r = HashingReader::new(&b"hello world"[..]);
-        let mut sink = Vec::new();
-        std::io::copy(&mut r, &mut sink).unwrap();
-        assert_eq!(r.finish(), (Digest::of(b"hello world"), 11));
-        let mut w = HashingWriter::new(Vec::new());
-        w.write_all(b"hello world").unwrap();
-        assert_eq!(w.finish(), (Digest::of(b"hello world"), 11));
+    fn hasher_counts_and_hashes_what_it_is_given() {
+        let mut h = Hasher::default();
+        h.update(b"hello ");
+        h.update(b"world");
+        assert_eq!(h.finish(), (Digest::of(b"hello world"), 11));
     }
 }

@@ -165,22 +165,20 @@ impl Pg {
         std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
     }
 
+    /// A client program (`psql`, `pgbench`, `pg_basebackup`) pointed at this server's socket
+    /// as the postgres user.
+    fn client(&self, mut cmd: Command) -> Command {
+        cmd.arg("-h")
+            .arg(&self.sock)
+            .args(["-p", &self.port.to_string(), "-U", "postgres"]);
+        cmd
+    }
+
     /// Runs SQL through psql and returns its unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .arg("-h")
-            .arg(&self.sock)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-XAtq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
+        let out = self
+            .client(Command::new("psql"))
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql");
         assert!(
@@ -195,10 +193,7 @@ impl Pg {
     pub fn pgbench(&self, args: &[&str]) {
         run_ok(
             "pgbench",
-            Command::new("pgbench")
-                .arg("-h")
-                .arg(&self.sock)
-                .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            self.client(Command::new("pgbench"))
                 .args(args)
                 .arg("postgres"),
         );
@@ -208,21 +203,8 @@ impl Pg {
     pub fn standby(&self, dir: &Path) -> Pg {
         run_ok(
             "pg_basebackup",
-            as_postgres(self.bin.join("pg_basebackup"))
-                .arg("-h")
-                .arg(&self.sock)
-                .args([
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-R",
-                    "-c",
-                    "fast",
-                    "-X",
-                    "stream",
-                    "-D",
-                ])
+            self.client(as_postgres(self.bin.join("pg_basebackup")))
+                .args(["-R", "-c", "fast", "-X", "stream", "-D"])
                 .arg(dir),
         );
         let mut standby = Pg::at(&self.bin, dir.to_path_buf());

@@ -44,8 +44,7 @@ pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
     let start = Instant::now();
     with_deadline("archive-get", cfg.archive.timeout, async {
         // PostgreSQL only asks for WAL file names; anything else is a configuration mistake.
-        let loosest = WalSegSize::new(1 << 20).map_err(|e| Error::new(ErrorKind::Internal, e))?;
-        parse_name(&args.file, loosest)?;
+        parse_name(&args.file, WalSegSize::SMALLEST)?;
         let dest_dir = args.dest.parent().unwrap_or(Path::new("."));
         let spool = Spool::locate(cfg.archive.spool_path.as_deref(), dest_dir);
 

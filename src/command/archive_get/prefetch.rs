@@ -22,7 +22,7 @@ pub fn take(spool: Option<&Spool>, file: &str, dest: &Path) -> Result<Option<u64
     match localfs::rename_durable(&src, dest) {
         Ok(()) => Ok(Some(meta.len())),
         // Another file system (a configured spool_path): copy durably instead.
-        Err(e) if e.raw_os_error() == Some(18) => {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
             localfs::write_atomic(dest, |f| {
                 std::io::copy(&mut std::fs::File::open(&src)?, f).map(|_| ())
             })

@@ -27,16 +27,14 @@ pub async fn claim(spool: Option<&Spool>, path: &Path, file: &str) -> Result<Opt
     let identity = FileIdentity::of(&meta);
     let sha256 = Digest::parse(&record.sha256).ok();
     match sha256 {
-        Some(sha256) if identity == record.file && identity.size == record.size => {
-            Ok(Some(Pushed {
-                file: file.to_string(),
-                outcome: PushOutcome::PushedAhead,
-                plain_size: record.size,
-                stored_size: 0,
-                sha256,
-                identity: Some(identity),
-            }))
-        }
+        Some(sha256) if identity == record.file => Ok(Some(Pushed {
+            file: file.to_string(),
+            outcome: PushOutcome::PushedAhead,
+            plain_size: identity.size,
+            stored_size: 0,
+            sha256,
+            identity: Some(identity),
+        })),
         _ => {
             tracing::warn!(
                 file,
@@ -134,7 +132,7 @@ pub async fn push_all(
 
 fn record(spool: &Spool, p: &Pushed) -> Result<()> {
     match p.identity {
-        Some(id) => spool.write_push_record(&p.file, p.sha256, p.plain_size, id),
+        Some(id) => spool.write_push_record(&p.file, p.sha256, id),
         None => Ok(()),
     }
 }

@@ -89,9 +89,7 @@ fn wal_file_name(path: &Path) -> Result<(String, WalFileName)> {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string();
-    // The smallest segment size allows the most names: a shape check that fits every cluster.
-    let loosest = WalSegSize::new(1 << 20).map_err(|e| Error::new(ErrorKind::Internal, e))?;
-    let loose = parse_name(&file, loosest)?;
+    let loose = parse_name(&file, WalSegSize::SMALLEST)?;
     Ok((file, loose))
 }
 
