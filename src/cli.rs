@@ -40,18 +40,26 @@ pub enum Command {
         /// Connection string of the member to read from (default: backup.source).
         #[arg(long, value_name = "CONNINFO")]
         source: Option<String>,
+        /// full, or incr: only the pages changed since the newest backup (taken as a full when
+        /// there is none to build on, or the chain reached backup.max_chain).
+        #[arg(long = "type", value_name = "TYPE", default_value = "full", value_parser = ["full", "incr"])]
+        kind: String,
     },
     /// Restore a backup into a data directory, set up to replay the archive to a target.
     #[command(group(clap::ArgGroup::new("recovery_target").multiple(false)))]
     Restore {
-        /// The data directory to restore into (must be empty unless --force).
+        /// The data directory to restore into (must be empty unless --delta or --force).
         dir: PathBuf,
         /// The backup to restore: an id from 'pgkeep info', or 'latest'.
         #[arg(long, value_name = "ID", default_value = "latest")]
         backup: String,
         /// Replace the contents of a non-empty target directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "delta")]
         force: bool,
+        /// Restore over a non-empty directory in place: keep files whose sha256 matches, remove
+        /// the ones the backup lacks.
+        #[arg(long)]
+        delta: bool,
         /// Stop at this time, e.g. '2026-11-21 22:00:00+00'.
         #[arg(long, group = "recovery_target", value_name = "TIME")]
         target_time: Option<String>,

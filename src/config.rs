@@ -61,6 +61,8 @@ struct RawBackup {
     source: Option<String>,
     concurrency: Option<Lenient<usize>>,
     wal_timeout: Option<String>,
+    memory_mib: Option<Lenient<usize>>,
+    max_chain: Option<Lenient<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +156,10 @@ pub struct BackupConfig {
     pub concurrency: usize,
     /// How long a backup waits for its WAL to reach the archive before failing.
     pub wal_timeout: Duration,
+    /// Cap on the file bytes a backup or restore holds in memory at once.
+    pub memory_mib: usize,
+    /// Most incrementals on top of one full; one more is taken as a full.
+    pub max_chain: u32,
 }
 
 /// The validated configuration every command receives.
@@ -255,6 +261,20 @@ impl Raw {
                     self.backup.wal_timeout,
                     Duration::from_secs(300),
                 )?,
+                memory_mib: self
+                    .backup
+                    .memory_mib
+                    .map(|v| v.get("backup.memory_mib"))
+                    .transpose()?
+                    .unwrap_or(128)
+                    // Two 16 MiB parts in flight at least, or nothing moves.
+                    .max(32),
+                max_chain: self
+                    .backup
+                    .max_chain
+                    .map(|v| v.get("backup.max_chain"))
+                    .transpose()?
+                    .unwrap_or(6),
             },
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,

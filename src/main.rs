@@ -84,8 +84,12 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                     r.ahead
                 );
             }
-            Command::Backup { source } => {
-                let r = backup::run(cfg, backup::BackupArgs { source }).await?;
+            Command::Backup { source, kind } => {
+                let kind = match kind.as_str() {
+                    "incr" => backup::Requested::Incremental,
+                    _ => backup::Requested::Full,
+                };
+                let r = backup::run(cfg, backup::BackupArgs { source, kind }).await?;
                 let (plain, stored) = r.manifest.sizes();
                 let (bad_files, bad_pages) = r.manifest.bad_pages();
                 if bad_pages > 0 {
@@ -94,7 +98,11 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                     );
                 }
                 println!(
-                    "backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
+                    "{} backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
+                    match r.manifest.kind {
+                        pgkeep::manifest::BackupKind::Full => "full",
+                        pgkeep::manifest::BackupKind::Incremental => "incremental",
+                    },
                     r.manifest.id,
                     r.manifest.entries.len(),
                     plain as f64 / 1048576.0,
@@ -109,6 +117,7 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                 dir,
                 backup,
                 force,
+                delta,
                 target_time,
                 target_lsn,
                 target_xid,
@@ -140,14 +149,20 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                     dir,
                     backup: Some(backup),
                     force,
+                    delta,
                     target,
                     target_timeline,
                     target_action,
                     standby,
                 };
                 let r = restore::run(cfg, args).await?;
+                let kept = if delta {
+                    format!(" ({} kept as they were, {} removed)", r.kept, r.removed)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "restored backup {}: {} files, {:.1} MiB in {:.1} s; start PostgreSQL to replay the archive",
+                    "restored backup {}: {} files, {:.1} MiB{kept} in {:.1} s; start PostgreSQL to replay the archive",
                     r.backup,
                     r.files,
                     r.bytes as f64 / 1048576.0,

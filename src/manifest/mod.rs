@@ -6,7 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
 
+pub mod delta;
+
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Plaintext bytes per stored part: a file larger than this is stored as several objects, so
+/// memory stays bounded whatever the file size (relation segments reach 1 GiB).
+pub const PART_SIZE: usize = 16 << 20;
 
 /// pgkeep's label for a backup, sortable by time: `20261121T220000Z-F` (full) or `-I`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,18 +75,33 @@ impl std::fmt::Display for BackupId {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EntryKind {
     Dir,
-    /// A regular file whose bytes are the object `files/<path>` of this backup.
+    /// A regular file: its size and sha256 as read, and the layers that rebuild it (oldest
+    /// first; the first is whole, the others are deltas of changed pages).
     File {
         size: u64,
         sha256: String,
-        stored_size: u64,
         /// Blocks whose page checksum failed when the backup read them (reported, not fatal).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         bad_pages: Vec<u32>,
+        layers: Vec<Layer>,
     },
     Link {
         target: String,
     },
+}
+
+/// One layer of a file's bytes, stored by `backup` as `parts` objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub backup: BackupId,
+    /// Whole file (`false`), or the pages that changed over the layers before it.
+    pub delta: bool,
+    /// How many part objects hold this layer (a delta without changed pages has none).
+    pub parts: u32,
+    /// The file's size after this layer: a delta truncates or extends to it.
+    pub size: u64,
+    /// Bytes stored for this layer.
+    pub stored_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,12 +114,21 @@ pub struct ManifestEntry {
     pub kind: EntryKind,
 }
 
+impl ManifestEntry {
+    pub fn is_file(&self) -> bool {
+        matches!(self.kind, EntryKind::File { .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
     pub id: BackupId,
     pub kind: BackupKind,
     pub parent: Option<BackupId>,
+    /// Incrementals between this backup and its full (0 for a full).
+    #[serde(default)]
+    pub depth: u32,
     pub system_id: String,
     pub pg_version: u32,
     pub timeline: u32,
@@ -142,14 +172,36 @@ impl Manifest {
         })
     }
 
-    /// Total plaintext and stored bytes of the files.
+    /// Total plaintext bytes of the files, and the bytes this backup itself stored (what
+    /// it shares with its parents is not counted).
     pub fn sizes(&self) -> (u64, u64) {
         self.entries.iter().fold((0, 0), |(p, s), e| match &e.kind {
-            EntryKind::File {
-                size, stored_size, ..
-            } => (p + size, s + stored_size),
+            EntryKind::File { size, layers, .. } => {
+                let own: u64 = layers
+                    .iter()
+                    .filter(|l| l.backup == self.id)
+                    .map(|l| l.stored_size)
+                    .sum();
+                (p + size, s + own)
+            }
             _ => (p, s),
         })
+    }
+
+    /// The backups whose objects this one reads (itself included), oldest first.
+    pub fn references(&self) -> Vec<BackupId> {
+        let mut ids: Vec<BackupId> = self
+            .entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::File { layers, .. } => Some(layers.iter().map(|l| l.backup.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 }
 
@@ -205,6 +257,7 @@ mod tests {
             id: "20261121T220000Z-F".parse().unwrap(),
             kind: BackupKind::Full,
             parent: None,
+            depth: 0,
             system_id: "7".into(),
             pg_version: 15,
             timeline: 1,
@@ -227,8 +280,14 @@ mod tests {
                     kind: EntryKind::File {
                         size: 3,
                         sha256: "ab".into(),
-                        stored_size: 60,
                         bad_pages: vec![],
+                        layers: vec![Layer {
+                            backup: "20261121T220000Z-F".parse().unwrap(),
+                            delta: false,
+                            parts: 1,
+                            size: 3,
+                            stored_size: 60,
+                        }],
                     },
                 },
             ],

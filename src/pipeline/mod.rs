@@ -31,12 +31,25 @@ pub struct Encoded {
 /// hashes the very same chunk: the checksum is always of exactly the bytes compressed, and
 /// sha256 is off the critical path.
 pub fn encode(input: impl Read, opts: EncodeOptions, size_hint: usize) -> std::io::Result<Encoded> {
+    encode_chunks(ReadChunks(input), opts, size_hint)
+}
+
+/// `encode` for bytes already in memory: chunks are slices of `plain`, nothing is copied.
+pub fn encode_bytes(plain: bytes::Bytes, opts: EncodeOptions) -> std::io::Result<Encoded> {
+    let size = plain.len();
+    encode_chunks(SliceChunks(plain), opts, size)
+}
+
+fn encode_chunks(
+    source: impl compress::Chunks,
+    opts: EncodeOptions,
+    size_hint: usize,
+) -> std::io::Result<Encoded> {
     let mut out = Vec::with_capacity(HEADER_LEN + size_hint / 4);
     out.resize(HEADER_LEN, 0);
     let (digest, size) = std::thread::scope(|scope| {
         let (tx, hasher) = hash_in_background(scope);
-        let chunks = ChunkReader { input, tx };
-        compress::compress_into(chunks, &mut out, opts)?;
+        compress::compress_into(Hashed { source, tx }, &mut out, opts)?;
         hasher
             .join()
             .map_err(|_| std::io::Error::other("hashing thread panicked"))
@@ -70,18 +83,17 @@ fn hash_in_background<'scope>(scope: &'scope std::thread::Scope<'scope, '_>) -> 
     (tx, hasher)
 }
 
-/// Reads 1 MiB chunks and hands each to the hasher before the compressor sees it.
-struct ChunkReader<R> {
-    input: R,
-    tx: std::sync::mpsc::SyncSender<bytes::Bytes>,
-}
+const CHUNK: usize = 1 << 20;
 
-impl<R: Read> compress::Chunks for ChunkReader<R> {
+/// Reads 1 MiB chunks.
+struct ReadChunks<R>(R);
+
+impl<R: Read> compress::Chunks for ReadChunks<R> {
     fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; CHUNK];
         let mut filled = 0;
         while filled < buf.len() {
-            let n = self.input.read(&mut buf[filled..])?;
+            let n = self.0.read(&mut buf[filled..])?;
             if n == 0 {
                 break;
             }
@@ -91,7 +103,34 @@ impl<R: Read> compress::Chunks for ChunkReader<R> {
             return Ok(None);
         }
         buf.truncate(filled);
-        let chunk = bytes::Bytes::from(buf);
+        Ok(Some(bytes::Bytes::from(buf)))
+    }
+}
+
+/// Slices 1 MiB chunks off bytes in memory.
+struct SliceChunks(bytes::Bytes);
+
+impl compress::Chunks for SliceChunks {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let n = self.0.len().min(CHUNK);
+        Ok(Some(self.0.split_to(n)))
+    }
+}
+
+/// Hands each chunk to the hasher before the compressor sees it.
+struct Hashed<C> {
+    source: C,
+    tx: std::sync::mpsc::SyncSender<bytes::Bytes>,
+}
+
+impl<C: compress::Chunks> compress::Chunks for Hashed<C> {
+    fn next_chunk(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
+        let Some(chunk) = self.source.next_chunk()? else {
+            return Ok(None);
+        };
         self.tx
             .send(chunk.clone())
             .map_err(|_| std::io::Error::other("hashing thread stopped"))?;
@@ -181,6 +220,8 @@ mod tests {
             let h = decode(&enc.bytes, &mut back).unwrap();
             assert_eq!(h, enc.header);
             assert_eq!(back, data);
+            let from_bytes = encode_bytes(bytes::Bytes::from(data.clone()), o).unwrap();
+            assert_eq!(from_bytes.header, enc.header);
         }
     }
 

@@ -6,7 +6,8 @@
 //! <prefix>/<cluster>/wal/<TLI+LOG>/<segment>[.partial|.<offset>.backup]
 //! <prefix>/<cluster>/wal/<TTTTTTTT>.history
 //! <prefix>/<cluster>/probe/<nonce>        create-if-absent probe, deleted right after init
-//! <prefix>/<cluster>/backups/<id>/files/<path>   file bodies of a backup
+//! <prefix>/<cluster>/backups/<id>/files/<path>   file bodies of a backup (part 0)
+//! <prefix>/<cluster>/backups/<id>/parts/<n>/<path>  part n > 0 of a file larger than a part
 //! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
 //! ```
 
@@ -26,10 +27,11 @@ pub enum RepoKey {
         dir: Option<String>,
     },
     Probe(String),
-    /// The body of one data-directory file of a backup.
+    /// One part of the body of a data-directory file of a backup.
     BackupFile {
         backup: String,
         path: String,
+        part: u32,
     },
     /// A backup's manifest: written last, its presence is what makes the backup exist.
     Manifest(String),
@@ -93,7 +95,15 @@ impl Layout {
             RepoKey::Wal { file, dir: Some(d) } => format!("wal/{d}/{file}"),
             RepoKey::Wal { file, dir: None } => format!("wal/{file}"),
             RepoKey::Probe(nonce) => format!("probe/{nonce}"),
-            RepoKey::BackupFile { backup, path } => format!("backups/{backup}/files/{path}"),
+            RepoKey::BackupFile {
+                backup,
+                path,
+                part: 0,
+            } => format!("backups/{backup}/files/{path}"),
+            // A folder per part number: no data-directory file name can collide with a part.
+            RepoKey::BackupFile { backup, path, part } => {
+                format!("backups/{backup}/parts/{part}/{path}")
+            }
             RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
         };
         Path::from(format!("{}/{rel}", self.root))
@@ -127,6 +137,19 @@ mod tests {
         assert_eq!(
             l.path(&RepoKey::wal(&h, seg)).as_ref(),
             "pg/prod/main/wal/00000002.history"
+        );
+        let part = |part| RepoKey::BackupFile {
+            backup: "20261121T220000Z-F".into(),
+            path: "base/5/16384".into(),
+            part,
+        };
+        assert_eq!(
+            l.path(&part(0)).as_ref(),
+            "pg/prod/main/backups/20261121T220000Z-F/files/base/5/16384"
+        );
+        assert_eq!(
+            l.path(&part(2)).as_ref(),
+            "pg/prod/main/backups/20261121T220000Z-F/parts/2/base/5/16384"
         );
         let local = Layout::new(&StoreConfig::Local { path: "/x".into() }, "c1");
         let p = WalFileName::parse("000000010000000000000003.partial", seg).unwrap();

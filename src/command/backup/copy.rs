@@ -1,20 +1,23 @@
 //! The copy phase of a backup: pump the BASE_BACKUP stream into per-archive demux workers,
-//! and upload their files with bounded concurrency. Memory stays bounded by the channel sizes
-//! (plus the largest file being encoded).
+//! and encode and upload their parts with bounded concurrency. Memory stays under the
+//! configured cap: every part holds a share of it until it is stored.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::demux::{self, Body, Item};
+use super::demux::{self, DemuxContext, Item};
+use super::pages::Parent;
+use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{BackupId, EntryKind, ManifestEntry};
 use crate::pg::replication::ReplConn;
 use crate::pg::replication::base_backup::{BackupEvent, BaseBackup, BaseBackupOptions};
 use crate::pg::{Lsn, Timeline};
-use crate::pipeline::EncodeOptions;
+use crate::pipeline::{self, EncodeOptions};
 use crate::repo::{Repo, RepoKey};
 
 /// What the copy phase produced.
@@ -26,14 +29,24 @@ pub struct Copied {
     pub entries: Vec<ManifestEntry>,
 }
 
+/// How much a backup may do at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Parts encoded and uploaded at once.
+    pub concurrency: usize,
+    /// Cap on part bytes (plaintext and encoded) in flight.
+    pub memory_mib: usize,
+}
+
 type Worker = tokio::task::JoinHandle<std::result::Result<(), String>>;
 
 pub async fn stream(
     repo: &Repo,
     conn: &mut ReplConn,
     id: &BackupId,
+    parent: Option<Arc<Parent>>,
     opts: EncodeOptions,
-    concurrency: usize,
+    limits: Limits,
 ) -> Result<Copied> {
     // With data checksums, pgkeep checks pages itself: the server's own check fails the whole
     // backup on one bad page, where pgkeep records it and goes on.
@@ -54,7 +67,14 @@ pub async fn stream(
         .await
         .map_err(super::pg_error)?;
     let (item_tx, item_rx) = mpsc::channel::<Item>(4);
-    let uploader = tokio::spawn(upload_all(repo.clone(), id.clone(), item_rx, concurrency));
+    let uploader = tokio::spawn(upload_all(
+        repo.clone(),
+        id.clone(),
+        item_rx,
+        opts,
+        limits.concurrency,
+    ));
+    let budget = Arc::new(Semaphore::new(limits.memory_mib * 1024));
 
     let (mut start, mut stop) = (None, None);
     let mut current: Option<(mpsc::Sender<Bytes>, Worker)> = None;
@@ -70,12 +90,16 @@ pub async fn stream(
                     .map(|oid| format!("pg_tblspc/{oid}"));
                 let (tx, rx) = mpsc::channel::<Bytes>(16);
                 let items = item_tx.clone();
-                let verify_from = start
-                    .filter(|_| checksums)
-                    .map(|(lsn, _): (Lsn, Timeline)| lsn.0);
-                let worker = tokio::task::spawn_blocking(move || {
-                    demux::demux(rx, prefix, items, opts, verify_from)
-                });
+                let ctx = DemuxContext {
+                    backup: id.clone(),
+                    verify_from: start
+                        .filter(|_| checksums)
+                        .map(|(lsn, _): (Lsn, Timeline)| lsn.0),
+                    parent: parent.clone(),
+                    budget: Arc::clone(&budget),
+                };
+                let worker =
+                    tokio::task::spawn_blocking(move || demux::demux(rx, prefix, items, ctx));
                 current = Some((tx, worker));
             }
             BackupEvent::Manifest => finish(current.take()).await?,
@@ -121,68 +145,72 @@ async fn finish(worker: Option<(mpsc::Sender<Bytes>, Worker)>) -> Result<()> {
         })
 }
 
-/// Stores each file as `backups/<id>/files/<path>`, `concurrency` at a time.
+/// Encodes and stores each part (`concurrency` at a time, so compression runs on every core),
+/// then completes the entries with the bytes this backup stored for each file.
 async fn upload_all(
     repo: Repo,
     id: BackupId,
     mut items: mpsc::Receiver<Item>,
+    opts: EncodeOptions,
     concurrency: usize,
 ) -> Result<Vec<ManifestEntry>> {
     let slots = Arc::new(Semaphore::new(concurrency));
-    let mut uploads: JoinSet<Result<ManifestEntry>> = JoinSet::new();
+    let mut uploads: JoinSet<Result<(String, u64)>> = JoinSet::new();
     let mut entries = Vec::new();
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    let mut add = |done: std::result::Result<Result<(String, u64)>, tokio::task::JoinError>| {
+        let (path, n) = done.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??;
+        *sizes.entry(path).or_insert(0) += n;
+        Result::Ok(())
+    };
     while let Some(item) = items.recv().await {
-        let kind = match item.body {
-            Body::Dir => EntryKind::Dir,
-            Body::Link(target) => EntryKind::Link { target },
-            Body::File(encoded, bad_pages) => {
-                if !bad_pages.is_empty() {
-                    tracing::warn!(
-                        file = item.path,
-                        blocks = ?bad_pages,
-                        "page checksum failed: recorded in the manifest; the backup goes on"
-                    );
-                }
-                let permit = Arc::clone(&slots)
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-                let (repo, key) = (
-                    repo.clone(),
-                    RepoKey::BackupFile {
-                        backup: id.to_string(),
-                        path: item.path.clone(),
-                    },
-                );
-                let (path, mode, mtime) = (item.path, item.mode, item.mtime);
-                uploads.spawn(async move {
-                    let _permit = permit;
-                    let kind = EntryKind::File {
-                        size: encoded.header.plain_size,
-                        sha256: encoded.header.sha256.to_string(),
-                        stored_size: encoded.bytes.len() as u64,
-                        bad_pages,
-                    };
-                    repo.put(&key, encoded.bytes.into()).await?;
-                    Ok(ManifestEntry {
-                        path,
-                        mode,
-                        mtime,
-                        kind,
-                    })
-                });
+        let (path, part, plain, permit) = match item {
+            Item::Entry(e) => {
+                entries.push(e);
                 continue;
             }
+            Item::Part {
+                path,
+                part,
+                plain,
+                permit,
+            } => (path, part, plain, permit),
         };
-        entries.push(ManifestEntry {
-            path: item.path,
-            mode: item.mode,
-            mtime: item.mtime,
-            kind,
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let key = RepoKey::BackupFile {
+            backup: id.to_string(),
+            path: path.clone(),
+            part,
+        };
+        let repo = repo.clone();
+        uploads.spawn(async move {
+            let (_slot, _memory) = (slot, permit);
+            let encoded = blocking(move || {
+                pipeline::encode_bytes(plain, opts)
+                    .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode: {e}")))
+            })
+            .await?;
+            let stored = encoded.bytes.len() as u64;
+            repo.put(&key, encoded.bytes.into()).await?;
+            Ok((path, stored))
         });
+        // Reap finished uploads as we go, so a failure stops the backup early.
+        while let Some(done) = uploads.try_join_next() {
+            add(done)?;
+        }
     }
     while let Some(done) = uploads.join_next().await {
-        entries.push(done.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??);
+        add(done)?;
+    }
+    for e in &mut entries {
+        if let EntryKind::File { layers, .. } = &mut e.kind
+            && let Some(own) = layers.last_mut().filter(|l| l.backup == id)
+        {
+            own.stored_size = sizes.get(&e.path).copied().unwrap_or(0);
+        }
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)

@@ -1,62 +1,44 @@
 //! The tar side of a backup: a blocking worker reads one archive of the BASE_BACKUP stream
-//! (fed chunk by chunk through a bounded channel), and turns each entry into a directory, a
-//! link, or a file already hashed and compressed, sent on to the uploader.
+//! (fed chunk by chunk through a bounded channel) and turns each file into parts of at most
+//! `PART_SIZE` plaintext — the whole file, or for an incremental only its changed pages — sent
+//! on to be encoded and stored, followed by the file's manifest entry.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::manifest::safe_path;
+use super::pages::{PageScan, Parent, ParentFile};
+use crate::manifest::delta::DeltaWriter;
+use crate::manifest::{BackupId, EntryKind, Layer, ManifestEntry, PART_SIZE, safe_path};
 use crate::pg::page::{self, PAGE_SIZE};
-use crate::pipeline::{self, EncodeOptions, Encoded};
+use crate::pipeline::checksum::Hasher;
 
-/// One entry of the data directory, ready to store.
+/// What the demuxer hands on, in stream order.
 #[derive(Debug)]
-pub struct Item {
-    pub path: String,
-    pub mode: u32,
-    pub mtime: i64,
-    pub body: Body,
+pub enum Item {
+    /// Plaintext of one part, to encode and store. The permit is its share of the memory cap,
+    /// held until the part is stored.
+    Part {
+        path: String,
+        part: u32,
+        plain: Bytes,
+        permit: OwnedSemaphorePermit,
+    },
+    /// A finished entry; the stored size of this backup's layer is filled in by the uploader.
+    Entry(ManifestEntry),
 }
 
-#[derive(Debug)]
-pub enum Body {
-    Dir,
-    Link(String),
-    /// The encoded file, and the blocks whose page checksum failed.
-    File(Encoded, Vec<u32>),
-}
-
-/// Checks each 8 KiB page of a relation file as it is read.
-struct PageCheck<R> {
-    inner: R,
-    page: Box<[u8; PAGE_SIZE]>,
-    filled: usize,
-    next_block: u32,
-    backup_start: u64,
-    bad: Vec<u32>,
-}
-
-impl<R: Read> Read for PageCheck<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let take = rest.len().min(PAGE_SIZE - self.filled);
-            self.page[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
-            self.filled += take;
-            rest = &rest[take..];
-            if self.filled == PAGE_SIZE {
-                if !page::verify(&self.page, self.next_block, self.backup_start) {
-                    self.bad.push(self.next_block);
-                }
-                self.next_block += 1;
-                self.filled = 0;
-            }
-        }
-        Ok(n)
-    }
+/// What every archive of one backup shares.
+#[derive(Debug, Clone)]
+pub struct DemuxContext {
+    pub backup: BackupId,
+    /// The backup's start LSN when the cluster has data checksums.
+    pub verify_from: Option<u64>,
+    pub parent: Option<Arc<Parent>>,
+    /// The memory cap in KiB permits.
+    pub budget: Arc<Semaphore>,
 }
 
 /// Reads the chunks of one tar archive as a byte stream.
@@ -80,16 +62,13 @@ impl Read for ChannelReader {
     }
 }
 
-/// Demultiplexes one archive. `prefix` places a tablespace's entries under `pg_tblspc/<oid>`;
-/// `verify_from` (the backup's start LSN, when the cluster has data checksums) turns on page
-/// checksum verification of relation files. Runs on a blocking thread; returns an error text
-/// on a malformed stream.
+/// Demultiplexes one archive; `prefix` places a tablespace's entries under `pg_tblspc/<oid>`.
+/// Runs on a blocking thread; returns an error text on a malformed stream.
 pub fn demux(
     rx: mpsc::Receiver<Bytes>,
     prefix: Option<String>,
     items: mpsc::Sender<Item>,
-    opts: EncodeOptions,
-    verify_from: Option<u64>,
+    ctx: DemuxContext,
 ) -> Result<(), String> {
     let mut archive = tar::Archive::new(ChannelReader {
         rx,
@@ -98,6 +77,10 @@ pub fn demux(
     let entries = archive
         .entries()
         .map_err(|e| format!("cannot read the backup's tar stream: {e}"))?;
+    let out = Out {
+        items: &items,
+        ctx: &ctx,
+    };
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("bad tar entry in the backup stream: {e}"))?;
         let raw = entry
@@ -114,52 +97,181 @@ pub fn demux(
         let mode = header.mode().unwrap_or(0o600);
         let mtime = header.mtime().unwrap_or(0) as i64;
         let kind = header.entry_type();
-        let body = if kind.is_dir() {
-            Body::Dir
+        let kind = if kind.is_dir() {
+            EntryKind::Dir
         } else if kind.is_symlink() {
             let target = entry
                 .link_name()
                 .map_err(|e| e.to_string())?
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
-            Body::Link(target)
+            EntryKind::Link { target }
         } else if kind.is_file() {
-            let size = entry.size() as usize;
-            let failed =
-                |e: std::io::Error| format!("cannot read {path} from the backup stream: {e}");
-            match (verify_from, page::first_block(&path)) {
-                (Some(backup_start), Some(first)) => {
-                    let mut checked = PageCheck {
-                        inner: &mut entry,
-                        page: Box::new([0u8; PAGE_SIZE]),
-                        filled: 0,
-                        next_block: first,
-                        backup_start,
-                        bad: Vec::new(),
-                    };
-                    let encoded = pipeline::encode(&mut checked, opts, size).map_err(failed)?;
-                    Body::File(encoded, checked.bad)
-                }
-                _ => Body::File(
-                    pipeline::encode(&mut entry, opts, size).map_err(failed)?,
-                    Vec::new(),
-                ),
-            }
+            let size = entry.size();
+            file(&mut entry, &path, size, &out)
+                .map_err(|e| format!("cannot read {path} from the backup stream: {e}"))?
         } else {
             continue;
         };
-        let item = Item {
+        out.send(Item::Entry(ManifestEntry {
             path,
             mode,
             mtime,
-            body,
-        };
-        if items.blocking_send(item).is_err() {
-            return Err("the uploader stopped".into());
-        }
+            kind,
+        }))?;
     }
     // Drain what follows the end-of-archive marker so the pump never blocks on a full channel.
     let mut rest = archive.into_inner();
     let _ = std::io::copy(&mut rest, &mut std::io::sink());
     Ok(())
+}
+
+struct Out<'a> {
+    items: &'a mpsc::Sender<Item>,
+    ctx: &'a DemuxContext,
+}
+
+impl Out<'_> {
+    fn send(&self, item: Item) -> Result<(), String> {
+        self.items
+            .blocking_send(item)
+            .map_err(|_| "the uploader stopped".to_string())
+    }
+
+    /// Sends one part once the memory cap has room for it (plaintext and encoded copy).
+    fn part(&self, path: &str, part: u32, plain: Vec<u8>) -> Result<(), String> {
+        let kib = (2 * plain.len()).div_ceil(1024).max(1) as u32;
+        let permit = futures::executor::block_on(self.ctx.budget.clone().acquire_many_owned(kib))
+            .map_err(|_| "the memory budget was closed".to_string())?;
+        self.send(Item::Part {
+            path: path.to_string(),
+            part,
+            plain: Bytes::from(plain),
+            permit,
+        })
+    }
+}
+
+/// How one file is stored.
+enum Plan<'p> {
+    /// Every byte, in parts.
+    Whole,
+    /// Only the pages the parent lacks.
+    Delta(&'p ParentFile, u64),
+    /// Read whole; if it equals the parent's copy nothing is stored.
+    Compare(&'p ParentFile),
+}
+
+fn plan<'p>(path: &str, size: u64, parent: Option<&'p Parent>) -> Plan<'p> {
+    let Some((parent, old)) = parent.and_then(|p| p.files.get(path).map(|f| (p, f))) else {
+        return Plan::Whole;
+    };
+    let pages = size % PAGE_SIZE as u64 == 0 && old.size % PAGE_SIZE as u64 == 0;
+    if page::first_block(path).is_some() && pages {
+        Plan::Delta(old, parent.start)
+    } else if size <= PART_SIZE as u64 {
+        Plan::Compare(old)
+    } else {
+        // Too large to hold while deciding: stored whole (such non-relation files are rare).
+        Plan::Whole
+    }
+}
+
+/// Reads one file and sends its parts; returns its entry kind.
+fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Result<EntryKind> {
+    let parent = out.ctx.parent.as_deref();
+    let plan = plan(path, size, parent);
+    let mut scan = PageScan {
+        first_block: page::first_block(path).unwrap_or(0),
+        verify_from: out
+            .ctx
+            .verify_from
+            .filter(|_| page::first_block(path).is_some()),
+        parent_blocks: 0,
+        parent_start: None,
+        bad: Vec::new(),
+    };
+    if let Plan::Delta(old, start) = plan {
+        scan.parent_blocks = old.size / PAGE_SIZE as u64;
+        scan.parent_start = Some(start);
+    }
+    let mut hasher = Hasher::default();
+    let mut delta = DeltaWriter::default();
+    let (mut parts, mut remaining, mut index) = (0u32, size, 0u64);
+    let mut held: Option<Vec<u8>> = None;
+    let fail = |e: String| std::io::Error::other(e);
+    while remaining > 0 {
+        let n = remaining.min(PART_SIZE as u64) as usize;
+        let mut buf = vec![0u8; n];
+        input.read_exact(&mut buf)?;
+        remaining -= n as u64;
+        hasher.update(&buf);
+        let mut flush = Vec::new();
+        scan.scan(index, &buf, |block, page| {
+            delta.push(block, page);
+            if delta.len() >= PART_SIZE {
+                flush.push(delta.take());
+            }
+        });
+        index += (n / PAGE_SIZE) as u64;
+        match plan {
+            Plan::Whole => {
+                out.part(path, parts, buf).map_err(fail)?;
+                parts += 1;
+            }
+            Plan::Delta(..) => {
+                for p in flush {
+                    out.part(path, parts, p).map_err(fail)?;
+                    parts += 1;
+                }
+            }
+            Plan::Compare(_) => held = Some(buf),
+        }
+    }
+    let (digest, _) = hasher.finish();
+    let sha256 = digest.to_string();
+    let own = |delta, parts| Layer {
+        backup: out.ctx.backup.clone(),
+        delta,
+        parts,
+        size,
+        stored_size: 0,
+    };
+    let layers = match plan {
+        Plan::Whole => vec![own(false, parts)],
+        Plan::Compare(old) if old.sha256 == sha256 && old.size == size => old.layers.clone(),
+        Plan::Compare(_) => {
+            if let Some(buf) = held {
+                out.part(path, 0, buf).map_err(fail)?;
+            }
+            vec![own(false, u32::from(size > 0))]
+        }
+        Plan::Delta(old, _) => {
+            if !delta.is_empty() {
+                out.part(path, parts, delta.take()).map_err(fail)?;
+                parts += 1;
+            }
+            if parts == 0 && size == old.size {
+                // No page changed: the parent's layers rebuild it as it is.
+                old.layers.clone()
+            } else {
+                let mut layers = old.layers.clone();
+                layers.push(own(true, parts));
+                layers
+            }
+        }
+    };
+    if !scan.bad.is_empty() {
+        tracing::warn!(
+            file = path,
+            blocks = ?scan.bad,
+            "page checksum failed: recorded in the manifest; the backup goes on"
+        );
+    }
+    Ok(EntryKind::File {
+        size,
+        sha256,
+        bad_pages: scan.bad,
+        layers,
+    })
 }

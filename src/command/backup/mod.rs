@@ -1,18 +1,26 @@
-//! `pgkeep backup`: a full backup taken over PostgreSQL's replication protocol from any member
-//! (primary or standby), so pgkeep needs no access to the database host. Phases: connect and
-//! check identity, copy (stream → tar → sha256 + zstd → repository), wait for the WAL that
-//! makes it consistent, then commit the manifest — last, create-if-absent. An interrupted
-//! backup has no manifest and is never listed or restored.
+//! `pgkeep backup`: a full or page-incremental backup taken over PostgreSQL's replication
+//! protocol from any member (primary or standby), so pgkeep needs no access to the database
+//! host. Phases: connect and check identity, plan (full, or incremental on the newest backup),
+//! copy (stream → tar → pages → sha256 + zstd → repository), wait for the WAL that makes it
+//! consistent, then commit the manifest — last, create-if-absent. An interrupted backup has no
+//! manifest and is never listed or restored.
 
 mod copy;
 mod demux;
+mod pages;
+pub mod plan;
 pub mod wal;
+
+use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
+pub use plan::Requested;
+
+use crate::command::backups;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{BackupId, BackupKind, FORMAT_VERSION, Manifest};
+use crate::manifest::{BackupId, FORMAT_VERSION, Manifest};
 use crate::pg::PgVersion;
 use crate::pg::replication::{ConnParams, ReplConn, ReplError};
 use crate::pipeline::{self, Compression, EncodeOptions};
@@ -22,6 +30,7 @@ use crate::repo::{Created, Repo, RepoKey};
 pub struct BackupArgs {
     /// Connection string of the member to read from (default: `backup.source`).
     pub source: Option<String>,
+    pub kind: Requested,
 }
 
 #[derive(Debug, Clone)]
@@ -54,13 +63,29 @@ pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
     repo.info()
         .check_serves(ident.system_id, version, repo.location())?;
 
+    // Plan: a full, or an incremental on the newest backup of this timeline.
+    let existing = backups::list(&repo).await?;
+    let plan = plan::plan(args.kind, &existing, ident.timeline, cfg.backup.max_chain);
+    if let Some(note) = &plan.note {
+        tracing::info!("taking a full backup: {note}");
+    }
+    let parent = plan
+        .parent
+        .map(|m| pages::Parent::new(m).map(Arc::new))
+        .transpose()
+        .map_err(|e| Error::new(ErrorKind::Corrupt, format!("parent manifest: {e}")))?;
+    let id = BackupId::new(start_time, plan.kind);
+
     // Copy the data directory into the repository.
-    let id = BackupId::new(start_time, BackupKind::Full);
     let opts = EncodeOptions {
         compression: cfg.archive.compression,
         threads: 0,
     };
-    let copied = copy::stream(&repo, &mut conn, &id, opts, cfg.backup.concurrency).await?;
+    let limits = copy::Limits {
+        concurrency: cfg.backup.concurrency,
+        memory_mib: cfg.backup.memory_mib,
+    };
+    let copied = copy::stream(&repo, &mut conn, &id, parent.clone(), opts, limits).await?;
     // The backup is consistent from its stop position on: a recovery target must not be
     // earlier than this moment (to the millisecond), which is what target selection compares.
     let consistent_at = chrono::Utc::now();
@@ -81,8 +106,9 @@ pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
     let manifest = Manifest {
         format: FORMAT_VERSION,
         id: id.clone(),
-        kind: BackupKind::Full,
-        parent: None,
+        kind: plan.kind,
+        parent: parent.as_ref().map(|p| p.id.clone()),
+        depth: parent.as_ref().map_or(0, |p| p.depth + 1),
         system_id: ident.system_id.to_string(),
         pg_version: version.major(),
         timeline: copied.timeline.0,

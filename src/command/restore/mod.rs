@@ -3,6 +3,8 @@
 //! replays the archive through `pgkeep archive-get`, and write `global/pg_control` last — a
 //! directory without it is plainly not a usable cluster, whatever happened before.
 
+mod assemble;
+mod delta;
 mod files;
 pub mod target;
 
@@ -24,6 +26,9 @@ pub struct RestoreArgs {
     pub backup: Option<String>,
     /// Empty a non-empty target directory first.
     pub force: bool,
+    /// Restore into a non-empty directory in place: keep the files that match, remove the
+    /// ones the backup lacks.
+    pub delta: bool,
     /// Where recovery stops.
     pub target: RecoveryTarget,
     /// `recovery_target_timeline`: `latest` (default) or a timeline number.
@@ -37,8 +42,12 @@ pub struct RestoreArgs {
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
     pub backup: String,
+    /// Files written, and their bytes (with --delta, matching files are not written).
     pub files: usize,
     pub bytes: u64,
+    /// With --delta: files kept as they were, and entries removed.
+    pub kept: usize,
+    pub removed: usize,
     pub elapsed: Duration,
 }
 
@@ -48,24 +57,27 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     let repo = Repo::open(&cfg.repository).await?;
     let manifest = select(&repo, args.backup.as_deref(), &args.target).await?;
 
-    // Prepare the target directory.
-    prepare_target(&args.dir, args.force)?;
+    // Prepare the target directory (with --delta: pg_control first, then what is extraneous).
+    let removed = prepare_target(&args, &manifest)?;
 
     // Directories and links, then every file but pg_control, in parallel and verified.
     files::create_dirs_and_links(&args.dir, &manifest)?;
-    let (count, bytes) =
-        files::write_all(&repo, &manifest, &args.dir, cfg.backup.concurrency, false).await?;
+    let (dir, c) = (&args.dir, cfg.backup.concurrency);
+    let (count, bytes) = files::write_all(&repo, &manifest, dir, c, false, args.delta).await?;
 
     // Recovery settings: replay the archive through pgkeep.
     write_recovery_settings(&args, cfg.path.as_deref())?;
 
-    // pg_control last.
-    let (n, b) = files::write_all(&repo, &manifest, &args.dir, 1, true).await?;
+    // pg_control last: until it is there, the directory cannot start as a cluster.
+    let (n, b) = files::write_all(&repo, &manifest, &args.dir, 1, true, false).await?;
     localfs::fsync_dir(&args.dir).map_err(|e| Error::io("fsync", &args.dir, e))?;
+    let total = manifest.entries.iter().filter(|e| e.is_file()).count();
     Ok(RestoreReport {
         backup: manifest.id.to_string(),
         files: count + n,
         bytes: bytes + b,
+        kept: total - count - n,
+        removed,
         elapsed: began.elapsed(),
     })
 }
@@ -100,17 +112,22 @@ async fn select(repo: &Repo, wanted: Option<&str>, target: &RecoveryTarget) -> R
     })
 }
 
-fn prepare_target(target: &Path, force: bool) -> Result<()> {
+/// Returns how many entries --delta removed.
+fn prepare_target(args: &RestoreArgs, m: &Manifest) -> Result<usize> {
+    let target = args.dir.as_path();
     let occupied = std::fs::read_dir(target)
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
+    if occupied && args.delta {
+        return Ok(delta::clean(target, m)?.removed);
+    }
     if occupied {
-        if !force {
+        if !args.force {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!("target directory {} is not empty", target.display()),
             )
-            .hint("restore into an empty directory, or pass --force to replace its contents"));
+            .hint("restore into an empty directory, or pass --delta (keep matching files) or --force (replace everything)"));
         }
         for e in std::fs::read_dir(target).map_err(|e| Error::io("read", target, e))? {
             let p = e.map_err(|e| Error::io("read", target, e))?.path();
@@ -125,7 +142,8 @@ fn prepare_target(target: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io("chmod", target, e))
+        .map_err(|e| Error::io("chmod", target, e))?;
+    Ok(0)
 }
 
 /// The signal file plus a restore_command that calls this very pgkeep with this config, and

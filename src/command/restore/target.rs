@@ -137,6 +137,7 @@ mod tests {
             id: id.parse().unwrap(),
             kind: BackupKind::Full,
             parent: None,
+            depth: 0,
             system_id: "1".into(),
             pg_version: 15,
             timeline: 1,
