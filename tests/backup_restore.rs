@@ -7,73 +7,17 @@
 
 mod support;
 
+use support::cluster::{self, backup_count};
 use support::pgkeep::Pgkeep;
-use support::postgres::{Pg, chown_postgres, pg_bin};
+use support::postgres::{Pg, pg_bin};
 use support::proc::{postgres_tempdir, wait_for};
 
-fn backup_count(pk: &Pgkeep) -> usize {
-    let out = pk.ok(&["info", "--json"]).stdout;
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["backups"].as_array().unwrap().len()
-}
-
-/// A PostgreSQL 15 primary archiving through pgkeep into a local repository it was
-/// initialised for, started. Returns the pgkeep handle, the server and its source conninfo.
 fn archiving_primary(dir: &std::path::Path, extra: &[&str]) -> (Pgkeep, Pg, String) {
-    archiving_primary_with(dir, extra, &[])
+    cluster::archiving_primary(&pg_bin(), dir, "", extra, &[])
 }
 
-/// `archiving_primary` with extra initdb arguments.
-fn archiving_primary_with(
-    dir: &std::path::Path,
-    extra: &[&str],
-    initdb: &[&str],
-) -> (Pgkeep, Pg, String) {
-    let repo = dir.join("repo");
-    let pk = Pgkeep::new(
-        dir,
-        &format!(
-            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"60s\"\n",
-            repo.display()
-        ),
-    );
-    let mut primary = Pg::initdb_with(&pg_bin(), dir, "primary", initdb);
-    let mut conf = vec![
-        "wal_level = replica".to_string(),
-        "archive_mode = on".into(),
-        format!(
-            "archive_command = '{}'",
-            pk.archive_command().replace('\'', "''")
-        ),
-    ];
-    conf.extend(extra.iter().map(|s| s.to_string()));
-    primary.configure(&conf);
-    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
-    chown_postgres(&repo);
-    primary.start();
-    let source = format!(
-        "host={} port={} user=postgres",
-        primary.sock.display(),
-        primary.port
-    );
-    (pk, primary, source)
-}
-
-/// `pgkeep restore` into `target` with `args`, then starts the server and waits for the end of
-/// recovery.
 fn restore_and_start(pk: &Pgkeep, target: &std::path::Path, args: &[&str]) -> Pg {
-    let mut all = vec!["restore", target.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let r = pk.ok(&all);
-    assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
-    chown_postgres(target);
-    let mut restored = Pg::at(&pg_bin(), target.to_path_buf());
-    // A copy of a standby carries its settings: pgkeep's recovery.signal must rule.
-    restored.configure(&["archive_mode = off".into(), "primary_conninfo = ''".into()]);
-    let _ = std::fs::remove_file(restored.data.join("standby.signal"));
-    restored.start();
-    restored.wait_promoted();
-    restored
+    cluster::restore_and_start(pk, &pg_bin(), target, args)
 }
 
 #[test]
@@ -336,7 +280,8 @@ fn restore_follows_a_timeline_switch_to_the_latest_timeline() {
 #[test]
 fn page_checksums_are_verified_and_a_bad_page_is_reported_not_fatal() {
     let dir = postgres_tempdir();
-    let (pk, mut primary, source) = archiving_primary_with(dir.path(), &[], &["-k"]);
+    let (pk, mut primary, source) =
+        cluster::archiving_primary(&pg_bin(), dir.path(), "", &[], &["-k"]);
     assert_eq!(primary.psql("SHOW data_checksums"), "on");
     primary.psql("CREATE TABLE t AS SELECT generate_series(1, 20000) AS id");
     primary.psql("CHECKPOINT");

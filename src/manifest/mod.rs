@@ -75,8 +75,10 @@ impl std::fmt::Display for BackupId {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EntryKind {
     Dir,
-    /// A regular file: its size and sha256 as read, and the layers that rebuild it (oldest
-    /// first; the first is whole, the others are deltas of changed pages).
+    /// A regular file: its size and sha256, and the layers that rebuild it (oldest first; the
+    /// first is whole, the others are deltas of changed pages). The sha256 is of the bytes the
+    /// rebuild gives, except with deltas: then it is of the file as read, which the rebuild
+    /// may differ from in pages it did not need (hint bits, which PostgreSQL does not log).
     File {
         size: u64,
         sha256: String,

@@ -81,6 +81,15 @@ pub fn first_block(path: &str) -> Option<u32> {
         .then(|| segno.saturating_mul(RELSEG_BLOCKS))
 }
 
+/// Whether a file is a segment of a relation's main fork (`<relfilenode>[.<segno>]`).
+pub fn is_main_fork(path: &str) -> bool {
+    first_block(path).is_some()
+        && path
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +133,8 @@ mod tests {
         assert_eq!(first_block("base/5/16384"), Some(0));
         assert_eq!(first_block("base/5/16384.2"), Some(2 * RELSEG_BLOCKS));
         assert_eq!(first_block("base/5/16384_vm"), Some(0));
+        assert!(is_main_fork("base/5/16384.2") && is_main_fork("global/1262"));
+        assert!(!is_main_fork("base/5/16384_vm") && !is_main_fork("base/5/16384_fsm.1"));
         assert_eq!(first_block("global/1262_fsm"), Some(0));
         assert_eq!(
             first_block("pg_tblspc/16400/PG_15_202209061/5/16401"),

@@ -4,6 +4,7 @@
 // Test-only process control (prctl, kill, setsockopt) needs libc calls.
 #![allow(unsafe_code)]
 
+pub mod cluster;
 pub mod garage;
 pub mod pgkeep;
 pub mod postgres;

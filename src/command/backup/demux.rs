@@ -156,7 +156,10 @@ impl Out<'_> {
 enum Plan<'p> {
     /// Every byte, in parts.
     Whole,
-    /// Only the pages the parent lacks.
+    /// Only the pages the parent lacks. Main forks only: PostgreSQL clears visibility-map bits
+    /// without touching the map page's LSN (replay of the heap record clears them), so a map
+    /// page's LSN cannot say it is unchanged; `_vm`, `_fsm` and `_init` forks are small and
+    /// compared whole.
     Delta(&'p ParentFile, u64),
     /// Read whole; if it equals the parent's copy nothing is stored.
     Compare(&'p ParentFile),
@@ -167,7 +170,7 @@ fn plan<'p>(path: &str, size: u64, parent: Option<&'p Parent>) -> Plan<'p> {
         return Plan::Whole;
     };
     let pages = size % PAGE_SIZE as u64 == 0 && old.size % PAGE_SIZE as u64 == 0;
-    if page::first_block(path).is_some() && pages {
+    if page::is_main_fork(path) && pages {
         Plan::Delta(old, parent.start)
     } else if size <= PART_SIZE as u64 {
         Plan::Compare(old)
@@ -229,7 +232,7 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
         }
     }
     let (digest, _) = hasher.finish();
-    let sha256 = digest.to_string();
+    let mut sha256 = digest.to_string();
     let own = |delta, parts| Layer {
         backup: out.ctx.backup.clone(),
         delta,
@@ -252,7 +255,9 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
                 parts += 1;
             }
             if parts == 0 && size == old.size {
-                // No page changed: the parent's layers rebuild it as it is.
+                // No page changed: the parent's layers rebuild it, as the parent read it (it
+                // may differ from what was read now only in hint bits, which are not logged).
+                sha256 = old.sha256.clone();
                 old.layers.clone()
             } else {
                 let mut layers = old.layers.clone();

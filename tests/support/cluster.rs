@@ -1,0 +1,81 @@
+//! A primary archiving through pgkeep into a local repository, and restoring from it: the
+//! setting every backup test starts from.
+
+use std::path::Path;
+
+use super::pgkeep::Pgkeep;
+use super::postgres::{Pg, chown_postgres};
+
+/// How many committed backups `pgkeep info --json` lists.
+pub fn backup_count(pk: &Pgkeep) -> usize {
+    backups(pk).len()
+}
+
+/// The committed backups as `pgkeep info --json` lists them, oldest first.
+pub fn backups(pk: &Pgkeep) -> Vec<serde_json::Value> {
+    let out = pk.ok(&["info", "--json"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["backups"].as_array().unwrap().clone()
+}
+
+/// A primary of the PostgreSQL in `bin`, archiving through pgkeep into a local repository it
+/// was initialised for, started; `backup_toml` goes into the `[backup]` section. Returns the
+/// pgkeep handle, the server and its source conninfo.
+pub fn archiving_primary(
+    bin: &Path,
+    dir: &Path,
+    backup_toml: &str,
+    extra: &[&str],
+    initdb: &[&str],
+) -> (Pgkeep, Pg, String) {
+    let repo = dir.join("repo");
+    let pk = Pgkeep::new(
+        dir,
+        &format!(
+            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"60s\"\n{backup_toml}\n",
+            repo.display()
+        ),
+    );
+    let mut primary = Pg::initdb_with(bin, dir, "primary", initdb);
+    let mut conf = vec![
+        "wal_level = replica".to_string(),
+        "archive_mode = on".into(),
+        format!(
+            "archive_command = '{}'",
+            pk.archive_command().replace('\'', "''")
+        ),
+    ];
+    conf.extend(extra.iter().map(|s| s.to_string()));
+    primary.configure(&conf);
+    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    chown_postgres(&repo);
+    primary.start();
+    let source = format!(
+        "host={} port={} user=postgres",
+        primary.sock.display(),
+        primary.port
+    );
+    (pk, primary, source)
+}
+
+/// `pgkeep restore` into `target` with `args`, then starts the server of `bin` and waits for
+/// the end of recovery.
+pub fn restore_and_start(pk: &Pgkeep, bin: &Path, target: &Path, args: &[&str]) -> Pg {
+    let mut all = vec!["restore", target.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let r = pk.ok(&all);
+    assert!(r.stdout.contains("restored backup"), "{}", r.stdout);
+    start_restored(bin, target)
+}
+
+/// Starts a restored data directory and waits for the end of recovery.
+pub fn start_restored(bin: &Path, target: &Path) -> Pg {
+    chown_postgres(target);
+    let mut restored = Pg::at(bin, target.to_path_buf());
+    // A copy of a standby carries its settings: pgkeep's recovery.signal must rule.
+    restored.configure(&["archive_mode = off".into(), "primary_conninfo = ''".into()]);
+    let _ = std::fs::remove_file(restored.data.join("standby.signal"));
+    restored.start();
+    restored.wait_promoted();
+    restored
+}
