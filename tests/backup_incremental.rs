@@ -71,7 +71,7 @@ fn an_incremental_stores_changed_pages_and_restores_to_any_point() {
     // The incremental names its parent and stores a small fraction of the full.
     let list = backups(&pk);
     let (f, i) = (&list[0], &list[1]);
-    assert_eq!(i["type"], "incremental");
+    assert_eq!(i["type"], "incr");
     assert_eq!(i["parent"].as_str(), Some(full.as_str()));
     let (full_stored, incr_stored) = (
         f["stored_size"].as_u64().unwrap(),
@@ -159,6 +159,37 @@ fn an_incremental_stores_changed_pages_and_restores_to_any_point() {
     assert_eq!(r.code, 10, "{}", r.stderr);
     assert!(r.error_line().contains(&relpath), "{}", r.stderr);
     assert!(!damaged.join("global/pg_control").exists());
+
+    // info: every backup's WAL is archived, in one run on timeline 1; a segment removed from
+    // the middle shows as a gap, and the backup that needs it as incomplete.
+    let info = |pk: &Pgkeep| -> serde_json::Value {
+        serde_json::from_str(&pk.ok(&["info", "--json"]).stdout).unwrap()
+    };
+    let v = info(&pk);
+    assert!(
+        v["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["wal_complete"] == true),
+        "{v}"
+    );
+    assert_eq!(v["wal"]["gaps"].as_array().unwrap().len(), 0, "{v}");
+    let range = &v["wal"]["ranges"][0];
+    assert_eq!(range["timeline"], 1);
+    let start_lsn = list[1]["start_lsn"].as_str().unwrap().to_string();
+    let needed = primary.psql(&format!("SELECT pg_walfile_name('{start_lsn}')"));
+    std::fs::remove_file(
+        dir.path()
+            .join("repo/main/wal")
+            .join(&needed[..16])
+            .join(&needed),
+    )
+    .unwrap();
+    let v = info(&pk);
+    assert_eq!(v["wal"]["gaps"][0]["first_missing"], needed.as_str(), "{v}");
+    assert_eq!(v["backups"][1]["wal_complete"], false, "{v}");
+    assert!(pk.ok(&["info"]).stdout.contains("GAP"));
 }
 
 /// Full, incremental, restore to latest on one major.

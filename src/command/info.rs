@@ -1,6 +1,8 @@
-//! `pgkeep info [--json]`: the repository's identity and its committed backups.
+//! `pgkeep info [--json]`: the repository's identity, its committed backups (with whether
+//! the WAL each needs is archived), and the archive's WAL ranges per timeline and gaps.
 
 use crate::command::backups;
+use crate::command::wal_ranges::WalSummary;
 use crate::config::Config;
 use crate::error::Result;
 use crate::manifest::Manifest;
@@ -11,19 +13,32 @@ pub struct InfoReport {
     pub location: String,
     pub info: RepoInfo,
     pub backups: Vec<Manifest>,
+    pub wal: WalSummary,
 }
 
 pub async fn run(cfg: &Config) -> Result<InfoReport> {
     let repo = Repo::open(&cfg.repository).await?;
     let backups = backups::list(&repo).await?;
+    let names = repo.wal_file_names().await?;
     Ok(InfoReport {
         location: repo.location().to_string(),
+        wal: WalSummary::new(&names, repo.info().seg_size),
         info: repo.info().clone(),
         backups,
     })
 }
 
 impl InfoReport {
+    /// Whether all WAL from the backup's start to its stop is in the archive.
+    fn wal_complete(&self, m: &Manifest) -> bool {
+        match (m.start_lsn(), m.stop_lsn()) {
+            (Ok(start), Ok(stop)) => self
+                .wal
+                .covers(m.timeline(), start, stop, self.info.seg_size),
+            _ => false,
+        }
+    }
+
     /// A readable table.
     pub fn table(&self) -> String {
         let mut out = format!(
@@ -32,24 +47,55 @@ impl InfoReport {
         );
         if self.backups.is_empty() {
             out.push_str("no backups\n");
-            return out;
+        } else {
+            out.push_str(&format!(
+                "\n{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9} {:>9} {:<4}\n",
+                "backup",
+                "type",
+                "parent",
+                "tli",
+                "start lsn",
+                "stop lsn",
+                "finished",
+                "size MiB",
+                "stored",
+                "wal"
+            ));
         }
-        out.push_str(&format!(
-            "{:<20} {:<5} {:>4} {:<14} {:<14} {:<21} {:>10} {:>10}\n",
-            "backup", "type", "tli", "start lsn", "stop lsn", "finished", "size MiB", "stored MiB"
-        ));
         for m in &self.backups {
             let (plain, stored) = m.sizes();
             out.push_str(&format!(
-                "{:<20} {:<5} {:>4} {:<14} {:<14} {:<21} {:>10.1} {:>10.1}\n",
+                "{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9.1} {:>9.1} {:<4}\n",
                 m.id.as_str(),
-                format!("{:?}", m.kind).to_lowercase(),
+                kind(m),
+                m.parent.as_ref().map_or("-", |p| p.as_str()),
                 m.timeline,
                 m.start_lsn,
                 m.stop_lsn,
                 m.stop_time,
                 plain as f64 / 1048576.0,
-                stored as f64 / 1048576.0
+                stored as f64 / 1048576.0,
+                if self.wal_complete(m) {
+                    "ok"
+                } else {
+                    "MISSING"
+                },
+            ));
+        }
+        out.push_str("\nwal archive\n");
+        if self.wal.ranges.is_empty() {
+            out.push_str("no segments\n");
+        }
+        for r in &self.wal.ranges {
+            out.push_str(&format!(
+                "timeline {:>3}: {} .. {} ({} segments)\n",
+                r.timeline, r.first, r.last, r.segments
+            ));
+        }
+        for g in &self.wal.gaps {
+            out.push_str(&format!(
+                "timeline {:>3}: GAP {} .. {} missing: point-in-time recovery cannot cross it\n",
+                g.timeline, g.first_missing, g.last_missing
             ));
         }
         out
@@ -62,10 +108,12 @@ impl InfoReport {
             .map(|m| {
                 let (plain, stored) = m.sizes();
                 serde_json::json!({
-                    "id": m.id, "type": m.kind, "parent": m.parent, "timeline": m.timeline,
+                    "id": m.id, "type": kind(m), "parent": m.parent, "depth": m.depth,
+                    "timeline": m.timeline,
                     "start_lsn": m.start_lsn, "stop_lsn": m.stop_lsn,
                     "start_time": m.start_time, "stop_time": m.stop_time,
                     "size": plain, "stored_size": stored, "files": m.entries.len(),
+                    "wal_complete": self.wal_complete(m),
                 })
             })
             .collect();
@@ -74,7 +122,15 @@ impl InfoReport {
             "system_id": self.info.system_id.to_string(),
             "pg_version": self.info.version.major(),
             "backups": backups,
+            "wal": self.wal,
         })
         .to_string()
+    }
+}
+
+fn kind(m: &Manifest) -> &'static str {
+    match m.kind {
+        crate::manifest::BackupKind::Full => "full",
+        crate::manifest::BackupKind::Incremental => "incr",
     }
 }

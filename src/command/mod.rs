@@ -11,6 +11,7 @@ pub mod init;
 pub mod restore;
 pub mod spool;
 pub mod verified;
+pub mod wal_ranges;
 
 use std::future::Future;
 use std::time::Duration;

@@ -83,6 +83,11 @@ impl Layout {
         Path::from(format!("{}/backups/{backup}", self.root))
     }
 
+    /// The folder holding every WAL object.
+    pub fn wal_root(&self) -> Path {
+        Path::from(format!("{}/wal", self.root))
+    }
+
     /// The folder of one timeline and log's segments, e.g. `wal/0000000100000000`.
     pub fn wal_dir(&self, log_dir: &str) -> Path {
         Path::from(format!("{}/wal/{log_dir}", self.root))

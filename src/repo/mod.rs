@@ -192,6 +192,25 @@ impl Repo {
         Ok(ids)
     }
 
+    /// The file names of every WAL object (segments, partials, history and backup files).
+    pub async fn wal_file_names(&self) -> Result<Vec<String>> {
+        retry::transient(|| self.wal_file_names_once()).await
+    }
+
+    async fn wal_file_names_once(&self) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let dir = self.layout.wal_root();
+        let mut names: Vec<String> = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
+            .try_collect()
+            .await
+            .map_err(|e| store::error("list", &dir, e))?;
+        names.sort();
+        Ok(names)
+    }
+
     async fn exists(&self, path: &Path) -> Result<bool> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
