@@ -2,8 +2,8 @@
 # pgkeep's main job end to end on the embedded default (a local repository, a local
 # PostgreSQL 15): archive WAL under pgbench load with archive_command = pgkeep archive-push,
 # recover a cold copy from the archive with restore_command = pgkeep archive-get, take a full
-# backup over the replication protocol, restore it to a point in time between two batches of
-# rows, and print what happened with numbers. Everything runs on loopback in a temporary directory
+# and a page-incremental backup over the replication protocol, restore the incremental to a
+# point in time between two batches of rows, and print what happened with numbers. Everything runs on loopback in a temporary directory
 # and is stopped and removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,19 +69,26 @@ until [ "$(psql_at "$P1" -c "SELECT coalesce(last_archived_wal,'') >= '$last' FR
   [ "$failed" = 0 ] || { echo "archiving failed; see $work/primary.log"; tail -5 "$work/primary.log"; exit 1; }
   sleep 0.2
 done
-history_rows=$(psql_at "$P1" -c "SELECT count(*) FROM pgbench_history")
 
-echo "== 3. a full backup over the replication protocol, then a point in time between two batches"
+echo "== 3. a full and an incremental backup over the replication protocol, then a point in time between two batches"
+src="host=$work port=$P1 user=postgres"
 tb0=$(ms)
-"$PGKEEP" backup --source "host=$work port=$P1 user=postgres"
+"$PGKEEP" backup --source "$src"
 tb1=$(ms)
+pgbench -h "$work" -p "$P1" -U postgres -T 5 -c 4 -j 2 postgres 2>/dev/null | grep -E "^tps" || true
+ti0=$(ms)
+"$PGKEEP" backup --source "$src" --type incr
+ti1=$(ms)
 psql_at "$P1" -c "CREATE TABLE pitr (id int)"
 psql_at "$P1" -c "INSERT INTO pitr SELECT generate_series(1, 1000)"
 pit=$(psql_at "$P1" -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
 psql_at "$P1" -c "INSERT INTO pitr SELECT generate_series(1001, 2000)"
 last=$(psql_at "$P1" -c "SELECT pg_walfile_name(pg_switch_wal())")
 until [ "$(psql_at "$P1" -c "SELECT coalesce(last_archived_wal,'') >= '$last' AND length(last_archived_wal) = 24 FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+history_rows=$(psql_at "$P1" -c "SELECT count(*) FROM pgbench_history")
 "$PGKEEP" info
+sizes=$("$PGKEEP" info --json | python3 -c 'import json,sys; b=json.load(sys.stdin)["backups"]; print(*[x["stored_size"]//1048576 for x in b[-2:]], b[-1]["type"], b[-1]["id"])')
+read -r full_mib incr_mib incr_type incr_id <<<"$sizes"
 archived=$(psql_at "$P1" -c "SELECT archived_count FROM pg_stat_archiver")
 as_pg "$PGBIN/pg_ctl" -D "$work/primary" -m fast -w stop >/dev/null
 
@@ -103,7 +110,8 @@ as_pg "$PGBIN/pg_ctl" -D "$work/restored" -m fast -w stop >/dev/null
 
 echo "== 5. restore the backup to $pit (between the two batches)"
 tr0=$(ms)
-"$PGKEEP" restore "$work/pitr" --target-time "$pit" --target-action promote
+"$PGKEEP" restore "$work/pitr" --target-time "$pit" --target-action promote | tee "$work/pitr.out"
+grep -q "$incr_id" "$work/pitr.out" || { echo "the restore did not use the incremental $incr_id"; exit 1; }
 chown -R postgres:postgres "$work/pitr"
 echo "archive_mode = off" >> "$work/pitr/postgresql.conf"
 P3=$(free_port)
@@ -130,10 +138,11 @@ printf "  %-44s %s\n" "segments replayed through archive-get" "$restored"
 printf "  %-44s %s\n" "recovery to end of archive" "$((t1 - t0)) ms"
 printf "  %-44s %s\n" "marks rows primary / recovered" "5000 / $r_marks"
 printf "  %-44s %s\n" "pgbench_history rows primary / recovered" "$history_rows / $r_history"
-printf "  %-44s %s\n" "full backup (replication protocol)" "$((tb1 - tb0)) ms"
-printf "  %-44s %s\n" "point-in-time restore + replay" "$((tr1 - tr0)) ms"
+printf "  %-44s %s\n" "full backup (replication protocol)" "$((tb1 - tb0)) ms, $full_mib MiB stored"
+printf "  %-44s %s\n" "incremental backup after 5 s of pgbench" "$((ti1 - ti0)) ms, $incr_mib MiB stored ($incr_type)"
+printf "  %-44s %s\n" "point-in-time restore (full + incr) + replay" "$((tr1 - tr0)) ms"
 printf "  %-44s %s\n" "rows at the chosen time: expected / restored" "1000 / $pitr_rows"
-if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows" = 1000 ]; then
+if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows" = 1000 ] && [ "$incr_type" = incr ]; then
   echo "  RESULT: every restored instance holds exactly what had committed at its target"
 else
   echo "  RESULT: MISMATCH"; exit 1

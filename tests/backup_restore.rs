@@ -12,6 +12,17 @@ use support::pgkeep::Pgkeep;
 use support::postgres::{Pg, pg_bin};
 use support::proc::{postgres_tempdir, wait_for};
 
+/// Regular files anywhere under `dir` (a local store may keep empty folders).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}
+
 fn archiving_primary(dir: &std::path::Path, extra: &[&str]) -> (Pgkeep, Pg, String) {
     cluster::archiving_primary(&pg_bin(), dir, "", extra, &[])
 }
@@ -172,12 +183,37 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
         std::time::Duration::from_secs(60),
         || std::fs::read_dir(&files_dir).ok()?.next().map(|_| ()),
     );
+    // While it runs, a second backup of the same repository is refused.
+    let r = other.run(&["backup", "--source", &source]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.error_line().contains("lease"), "{}", r.stderr);
     child.kill().unwrap();
     assert!(
         !child.wait().unwrap().success(),
         "the backup cannot have finished: its WAL never arrives"
     );
     assert_eq!(backup_count(&other), 0);
+    let leftover: Vec<_> = std::fs::read_dir(&files_dir).unwrap().collect();
+    assert_eq!(leftover.len(), 1);
+    let leftover = leftover[0].as_ref().unwrap().path();
+
+    // The next backup takes over the dead holder's lease and removes the leftovers first (it
+    // then fails on its own missing WAL, uncommitted, and gives the lease back).
+    let out = other
+        .command()
+        .args(["backup", "--source", &source])
+        .env("PGKEEP_BACKUP_WAL_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stale backup lease"), "{stderr}");
+    assert_eq!(
+        files_under(&leftover),
+        0,
+        "the interrupted backup's objects are gone"
+    );
+    assert!(!elsewhere.join("repo/main/locks/backup.json").exists());
 
     // The backup from the standby. BASE_BACKUP on a standby waits for a restartpoint, which
     // needs a checkpoint record from the primary: checkpoint the primary until it is through.

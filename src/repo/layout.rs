@@ -9,6 +9,7 @@
 //! <prefix>/<cluster>/backups/<id>/files/<path>   file bodies of a backup (part 0)
 //! <prefix>/<cluster>/backups/<id>/parts/<n>/<path>  part n > 0 of a file larger than a part
 //! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
+//! <prefix>/<cluster>/locks/<job>.json           lease: one backup (or expiry) at a time
 //! ```
 
 use object_store::path::Path;
@@ -35,6 +36,8 @@ pub enum RepoKey {
     },
     /// A backup's manifest: written last, its presence is what makes the backup exist.
     Manifest(String),
+    /// The lease of a job that must not run twice at once (`backup`).
+    Lease(String),
 }
 
 impl RepoKey {
@@ -110,6 +113,7 @@ impl Layout {
                 format!("backups/{backup}/parts/{part}/{path}")
             }
             RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
+            RepoKey::Lease(job) => format!("locks/{job}.json"),
         };
         Path::from(format!("{}/{rel}", self.root))
     }

@@ -5,6 +5,7 @@
 pub mod create;
 pub mod info;
 pub mod layout;
+pub mod lease;
 mod retry;
 pub mod store;
 
@@ -190,6 +191,50 @@ impl Repo {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Deletes an object; one that is already gone is fine.
+    pub async fn delete(&self, key: &RepoKey) -> Result<()> {
+        let path = self.path(key);
+        retry::transient(|| async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(store::error("delete", &path, e)),
+            }
+        })
+        .await
+    }
+
+    /// Deletes every object of the backup folder `id`. Only for a backup that was never
+    /// committed (no manifest): nothing can reference its objects.
+    pub async fn delete_uncommitted_backup(&self, id: &str) -> Result<usize> {
+        use futures::TryStreamExt;
+        if self.contains(&RepoKey::Manifest(id.to_string())).await? {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("refusing to delete backup {id}: it is committed"),
+            ));
+        }
+        let dir = self.layout.backup_dir(id);
+        let paths: Vec<Path> = retry::transient(|| async {
+            self.store
+                .list(Some(&dir))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(|e| store::error("list", &dir, e))
+        })
+        .await?;
+        for p in &paths {
+            retry::transient(|| async {
+                match self.store.delete(p).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(store::error("delete", p, e)),
+                }
+            })
+            .await?;
+        }
+        Ok(paths.len())
     }
 
     /// The file names of every WAL object (segments, partials, history and backup files).

@@ -5,6 +5,7 @@
 //! consistent, then commit the manifest — last, create-if-absent. An interrupted backup has no
 //! manifest and is never listed or restored.
 
+mod cleanup;
 mod copy;
 mod demux;
 mod pages;
@@ -24,6 +25,7 @@ use crate::manifest::{BackupId, FORMAT_VERSION, Manifest};
 use crate::pg::PgVersion;
 use crate::pg::replication::{ConnParams, ReplConn, ReplError};
 use crate::pipeline::{self, Compression, EncodeOptions};
+use crate::repo::lease::Lease;
 use crate::repo::{Created, Repo, RepoKey};
 
 #[derive(Debug, Clone, Default)]
@@ -39,12 +41,28 @@ pub struct BackupReport {
     pub elapsed: Duration,
 }
 
+/// How long a backup's lease lasts without renewal (it is renewed every third of this).
+const LEASE_TTL: Duration = Duration::from_secs(600);
+
 pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
+    // One backup at a time per repository: the lease makes every folder without a manifest
+    // the leftover of an interrupted run, safe to remove.
+    let repo = Repo::open(&cfg.repository).await?;
+    let lease = Lease::acquire(&repo, "backup", LEASE_TTL).await?;
+    let result = backup(cfg, args, &repo).await;
+    lease.release().await?;
+    result
+}
+
+async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupReport> {
     let began = Instant::now();
     let start_time = chrono::Utc::now();
+    let repo = repo.clone();
 
-    // Open the repository and the source; refuse a cluster the repository does not serve.
-    let repo = Repo::open(&cfg.repository).await?;
+    // Clean up what interrupted backups left.
+    cleanup::remove_interrupted(&repo).await?;
+
+    // Open the source; refuse a cluster the repository does not serve.
     let source = args
         .source
         .or_else(|| cfg.backup.source.clone())

@@ -1,0 +1,26 @@
+//! Removing what interrupted backups left: folders under `backups/` without a manifest. Only
+//! called with the backup lease held, so no running backup can own such a folder.
+
+use crate::error::Result;
+use crate::repo::{Repo, RepoKey};
+
+/// Returns the ids removed.
+pub async fn remove_interrupted(repo: &Repo) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for id in repo.backup_folders().await? {
+        if repo.contains(&RepoKey::Manifest(id.clone())).await? {
+            continue;
+        }
+        let objects = repo.delete_uncommitted_backup(&id).await?;
+        if objects == 0 {
+            continue; // an empty folder a local store keeps
+        }
+        tracing::info!(
+            backup = id,
+            objects,
+            "removed the leftovers of an interrupted backup"
+        );
+        removed.push(id);
+    }
+    Ok(removed)
+}
