@@ -50,5 +50,5 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
 fi
 
 if [ "$mode" = "--bench" ]; then
-  apt_install pgbackrest time haproxy openssl
+  apt_install pgbackrest time haproxy openssl zstd tar
 fi

@@ -21,6 +21,7 @@ fn unix_params(pg: &Pg) -> ConnParams {
         port: pg.port,
         user: "postgres".into(),
         password: None,
+        tls: Default::default(),
     }
 }
 
@@ -170,4 +171,125 @@ async fn password_authentication_scram_and_md5() {
                 .is_err()
         );
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn make_certs(dir: &std::path::Path, ca: &str) {
+    let openssl = |args: &[&str]| {
+        support::proc::run_ok(
+            "openssl",
+            std::process::Command::new("openssl")
+                .current_dir(dir)
+                .args(args),
+        )
+    };
+    let ca_key = format!("{ca}.key");
+    let ca_crt = format!("{ca}.crt");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_crt,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pgkeep-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    if ca != "ca" {
+        return; // a CA that signed nothing: for the refusal
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+}
+
+#[tokio::test]
+async fn tls_as_libpq_sslmode_says() {
+    let dir = postgres_tempdir();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs, "ca");
+    make_certs(&certs, "other-ca");
+    let mut pg = Pg::initdb(&pg_bin(), dir.path(), "data");
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(certs.join(f), pg.data.join(f)).unwrap();
+    }
+    support::postgres::chown_postgres(&pg.data);
+    std::fs::set_permissions(
+        pg.data.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    pg.configure(&["ssl = on".into()]);
+    // Only TLS connections may replicate over TCP: a connection that works spoke TLS.
+    pg.prepend_hba(&[
+        "hostnossl replication all 127.0.0.1/32 reject",
+        "hostssl replication all 127.0.0.1/32 trust",
+    ]);
+    pg.start();
+    let connect = |extra: &str| {
+        let info = format!("host=127.0.0.1 port={} user=postgres {extra}", pg.port);
+        async move { ReplConn::connect(&ConnParams::parse(&info, None).unwrap()).await }
+    };
+    let ca = certs.join("ca.crt");
+    let other = certs.join("other-ca.crt");
+    for ok in [
+        String::new(), // prefer, libpq's default
+        "sslmode=require".into(),
+        format!("sslmode=verify-ca sslrootcert={}", ca.display()),
+        format!("sslmode=verify-full sslrootcert={}", ca.display()),
+    ] {
+        let mut conn = connect(&ok).await.unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(conn.identify_system().await.unwrap().timeline.0, 1, "{ok}");
+        conn.close().await;
+    }
+    let refused = connect("sslmode=disable").await.unwrap_err();
+    assert!(refused.to_string().contains("rejects"), "{refused}");
+    let untrusted = connect(&format!(
+        "sslmode=verify-full sslrootcert={}",
+        other.display()
+    ))
+    .await
+    .unwrap_err();
+    assert!(untrusted.to_string().contains("tls"), "{untrusted}");
 }

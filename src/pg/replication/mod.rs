@@ -1,10 +1,11 @@
 //! A physical-replication connection (`replication=true`), spoken with postgres-protocol's
 //! message codec because tokio-postgres cannot open one: startup, authentication (trust,
 //! cleartext, md5, SCRAM-SHA-256), simple queries, `IDENTIFY_SYSTEM`, `TIMELINE_HISTORY`, and
-//! `BASE_BACKUP` (see `base_backup`). TLS (`sslmode`) is not spoken yet: connections are plain
-//! TCP or a Unix socket.
+//! `BASE_BACKUP` (see `base_backup`). TCP connections speak TLS as libpq's `sslmode` says
+//! (see `tls`); Unix sockets are plain.
 
 pub mod base_backup;
+pub mod tls;
 
 use std::pin::Pin;
 
@@ -43,6 +44,7 @@ pub struct ConnParams {
     pub port: u16,
     pub user: String,
     pub password: Option<Vec<u8>>,
+    pub tls: tls::TlsParams,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,7 @@ impl ConnParams {
     /// Parses `host=... port=... user=... password=...` or a `postgresql://` URL. A missing
     /// password comes from `PGPASSWORD` when `pgpassword` is given.
     pub fn parse(conninfo: &str, pgpassword: Option<&str>) -> Result<Self, String> {
+        let (conninfo, tls) = tls::split(conninfo)?;
         let cfg: tokio_postgres::Config = conninfo
             .parse()
             .map_err(|e| format!("invalid connection string: {e}"))?;
@@ -72,6 +75,7 @@ impl ConnParams {
                 .get_password()
                 .map(<[u8]>::to_vec)
                 .or_else(|| pgpassword.map(|p| p.as_bytes().to_vec())),
+            tls,
         })
     }
 
@@ -106,6 +110,56 @@ impl std::fmt::Debug for ReplConn {
     }
 }
 
+async fn flush_to(
+    stream: &mut (impl AsyncWrite + Unpin + ?Sized),
+    out: &mut BytesMut,
+) -> Result<(), ReplError> {
+    stream.write_all(out).await?;
+    stream.flush().await?;
+    out.clear();
+    Ok(())
+}
+
+/// SSLRequest, then TLS when the server agrees; plain when it refuses and the mode allows.
+async fn negotiate_tls(
+    mut s: tokio::net::TcpStream,
+    host: &str,
+    p: &ConnParams,
+) -> Result<Pin<Box<dyn Stream>>, ReplError> {
+    use tls::SslMode;
+    if p.tls.mode == SslMode::Disable {
+        return Ok(Box::pin(s));
+    }
+    let mut out = BytesMut::new();
+    frontend::ssl_request(&mut out);
+    flush_to(&mut s, &mut out).await?;
+    let answer = s.read_u8().await?;
+    match (answer, p.tls.mode) {
+        (b'S', _) => {}
+        (b'N', SslMode::Prefer) => return Ok(Box::pin(s)),
+        (b'N', _) => {
+            return Err(ReplError::Connect(
+                p.describe(),
+                std::io::Error::other("the server does not accept TLS and sslmode requires it"),
+            ));
+        }
+        (other, _) => {
+            return Err(ReplError::Protocol(format!(
+                "unexpected answer {other:#x} to SSLRequest"
+            )));
+        }
+    }
+    let config = tls::client_config(&p.tls)
+        .map_err(|e| ReplError::Connect(p.describe(), std::io::Error::other(e)))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| ReplError::Connect(p.describe(), std::io::Error::other(e)))?;
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, s)
+        .await
+        .map_err(|e| ReplError::Connect(format!("{} (tls)", p.describe()), e))?;
+    Ok(Box::pin(stream))
+}
+
 impl ReplConn {
     pub async fn connect(p: &ConnParams) -> Result<ReplConn, ReplError> {
         let stream: Pin<Box<dyn Stream>> = match &p.host {
@@ -114,7 +168,7 @@ impl ReplConn {
                     .await
                     .map_err(|e| ReplError::Connect(p.describe(), e))?;
                 s.set_nodelay(true)?;
-                Box::pin(s)
+                negotiate_tls(s, h, p).await?
             }
             Host::Unix(dir) => Box::pin(
                 tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{}", p.port)))
@@ -142,10 +196,7 @@ impl ReplConn {
     }
 
     async fn flush(&mut self) -> Result<(), ReplError> {
-        self.stream.write_all(&self.out).await?;
-        self.stream.flush().await?;
-        self.out.clear();
-        Ok(())
+        flush_to(&mut self.stream, &mut self.out).await
     }
 
     /// The next backend message.
