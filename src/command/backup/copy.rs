@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use super::demux::{self, DemuxContext, Item};
 use super::pages::Parent;
+use super::progress::Progress;
 use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{BackupId, EntryKind, ManifestEntry};
@@ -76,6 +77,7 @@ pub async fn stream(
     ));
     let budget = Arc::new(Semaphore::new(limits.memory_mib * 1024));
 
+    let mut progress = Progress::new();
     let (mut start, mut stop) = (None, None);
     let mut current: Option<(mpsc::Sender<Bytes>, Worker)> = None;
     while let Some(event) = bb.next().await.map_err(super::pg_error)? {
@@ -84,6 +86,9 @@ pub async fn stream(
             BackupEvent::End { lsn, timeline } => stop = Some((lsn, timeline)),
             BackupEvent::Archive { name, .. } => {
                 finish(current.take()).await?;
+                if let Some(total) = bb.estimated_bytes() {
+                    progress.set_total(total);
+                }
                 let prefix = name
                     .strip_suffix(".tar")
                     .filter(|n| *n != "base")
@@ -104,6 +109,7 @@ pub async fn stream(
             }
             BackupEvent::Manifest => finish(current.take()).await?,
             BackupEvent::Data(bytes) => {
+                progress.add(bytes.len() as u64);
                 if let Some((tx, _)) = &current {
                     // A closed channel means the worker failed; `finish` reports why.
                     let _ = tx.send(bytes).await;
@@ -113,6 +119,7 @@ pub async fn stream(
         }
     }
     finish(current.take()).await?;
+    progress.finish();
     drop(item_tx);
     let entries = uploader
         .await

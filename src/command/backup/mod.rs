@@ -10,6 +10,7 @@ mod copy;
 mod demux;
 mod pages;
 pub mod plan;
+mod progress;
 pub mod wal;
 
 use std::sync::Arc;

@@ -52,6 +52,8 @@ pub struct BaseBackup<'a> {
     result_sets: u32,
     copies: usize,
     tablespaces: Vec<(Option<String>, Option<String>)>,
+    /// The server's size estimate of all tablespaces (kB), from the PROGRESS option.
+    estimate_kb: u64,
     failed: Option<String>,
 }
 
@@ -98,8 +100,14 @@ impl<'a> BaseBackup<'a> {
             result_sets: 0,
             copies: 0,
             tablespaces: Vec::new(),
+            estimate_kb: 0,
             failed: None,
         })
+    }
+
+    /// The server's estimate of the bytes it will send, once the tablespaces are announced.
+    pub fn estimated_bytes(&self) -> Option<u64> {
+        (self.estimate_kb > 0).then_some(self.estimate_kb * 1024)
     }
 
     pub async fn next(&mut self) -> Result<Option<BackupEvent>, ReplError> {
@@ -110,7 +118,10 @@ impl<'a> BaseBackup<'a> {
                     let row = row_text(&row)?;
                     let text = |i: usize| row.get(i).cloned().flatten();
                     match self.result_sets {
-                        2 => self.tablespaces.push((text(0), text(1))),
+                        2 => {
+                            self.estimate_kb += text(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+                            self.tablespaces.push((text(0), text(1)));
+                        }
                         n => {
                             let (lsn, tli) = position(&text(0), &text(1))?;
                             return Ok(Some(if n == 1 {
