@@ -12,17 +12,6 @@ use support::pgkeep::Pgkeep;
 use support::postgres::{Pg, pg_bin};
 use support::proc::{postgres_tempdir, wait_for};
 
-/// Regular files anywhere under `dir` (a local store may keep empty folders).
-fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| e.unwrap().path())
-        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
-        .sum()
-}
-
 fn archiving_primary(dir: &std::path::Path, extra: &[&str]) -> (Pgkeep, Pg, String) {
     cluster::archiving_primary(&pg_bin(), dir, "", extra, &[])
 }
@@ -196,6 +185,11 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     let leftover: Vec<_> = std::fs::read_dir(&files_dir).unwrap().collect();
     assert_eq!(leftover.len(), 1);
     let leftover = leftover[0].as_ref().unwrap().path();
+    // A marker among its objects: the next backup may reuse the folder name (same second),
+    // but never writes this path.
+    let marker = leftover.join("files/base/marker-of-the-interrupted-backup");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    std::fs::write(&marker, b"left behind").unwrap();
 
     // The next backup takes over the dead holder's lease and removes the leftovers first (it
     // then fails on its own missing WAL, uncommitted, and gives the lease back).
@@ -208,9 +202,8 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
     assert_eq!(out.status.code(), Some(8));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stale backup lease"), "{stderr}");
-    assert_eq!(
-        files_under(&leftover),
-        0,
+    assert!(
+        !marker.exists(),
         "the interrupted backup's objects are gone"
     );
     assert!(!elsewhere.join("repo/main/locks/backup.json").exists());
