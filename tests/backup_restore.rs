@@ -30,16 +30,8 @@ fn full_backup_restores_to_the_end_of_the_archive() {
 
     // A second repository of the same cluster that the primary does not archive into: a
     // backup there never sees its WAL, so it is refused and never listed.
-    let elsewhere = dir.path().join("elsewhere");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    let other = Pgkeep::new(
-        &elsewhere,
-        &format!(
-            "[repository]\npath = \"{}\"\n[backup]\nwal_timeout = \"2s\"\n",
-            elsewhere.join("repo").display()
-        ),
-    );
-    other.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    let (other, elsewhere) =
+        cluster::unarchived_repository(dir.path(), &primary, "wal_timeout = \"2s\"");
     let r = other.run(&["backup", "--source", &source]);
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.error_line().contains("was not archived"));
@@ -151,16 +143,7 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
 
     // kill -9 in the middle of a backup whose WAL can never arrive (a second repository the
     // primary does not archive into): nothing half-done is ever listed.
-    let elsewhere = dir.path().join("elsewhere");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    let other = Pgkeep::new(
-        &elsewhere,
-        &format!(
-            "[repository]\npath = \"{}\"\n",
-            elsewhere.join("repo").display()
-        ),
-    );
-    other.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    let (other, elsewhere) = cluster::unarchived_repository(dir.path(), &primary, "");
     let mut child = other
         .command()
         .args(["backup", "--source", &source])

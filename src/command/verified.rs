@@ -1,6 +1,7 @@
 //! Writing a stored object to a local file only once it has proven itself: decoded into a
 //! temporary file (with writeback started as it goes), size and sha256 checked, fsynced, then
-//! renamed into place. Shared by archive-get and restore.
+//! renamed into place (archive-get), and the error a damaged object gives (archive-get and
+//! restore alike).
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -22,13 +23,16 @@ pub fn write(stored: &[u8], dest: &Path, what: &str, location: &str) -> Result<u
         let decode = e.get_ref().and_then(|r| r.downcast_ref::<DecodeError>());
         match decode {
             Some(DecodeError::Write(_)) | None => Error::io("write", dest, e),
-            Some(d) => Error::new(
-                ErrorKind::Corrupt,
-                format!("{what} in repository {location} is damaged: {d}"),
-            )
-            .hint(
-                "nothing was written; run 'pgkeep verify' and restore the object from another copy",
-            ),
+            Some(d) => damaged(what, location, d),
         }
     })
+}
+
+/// The error for an object that failed to decode: nothing of it was published.
+pub fn damaged(what: &str, location: &str, d: &DecodeError) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!("{what} in repository {location} is damaged: {d}"),
+    )
+    .hint("nothing was written; run 'pgkeep verify' and restore the object from another copy")
 }

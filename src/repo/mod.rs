@@ -195,25 +195,25 @@ impl Repo {
 
     /// Deletes an object; one that is already gone is fine.
     pub async fn delete(&self, key: &RepoKey) -> Result<()> {
-        let path = self.path(key);
+        self.delete_path(&self.path(key)).await
+    }
+
+    async fn delete_path(&self, path: &Path) -> Result<()> {
         retry::transient(|| async {
-            match self.store.delete(&path).await {
+            match self.store.delete(path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(store::error("delete", &path, e)),
+                Err(e) => Err(store::error("delete", path, e)),
             }
         })
         .await
     }
 
-    /// Deletes every object of the backup folder `id`. Only for a backup that was never
-    /// committed (no manifest): nothing can reference its objects.
-    pub async fn delete_uncommitted_backup(&self, id: &str) -> Result<usize> {
+    /// Deletes every object of the backup folder `id` unless the backup was committed (then
+    /// `None`): without a manifest nothing can reference its objects. Returns how many.
+    pub async fn delete_uncommitted_backup(&self, id: &str) -> Result<Option<usize>> {
         use futures::TryStreamExt;
         if self.contains(&RepoKey::Manifest(id.to_string())).await? {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!("refusing to delete backup {id}: it is committed"),
-            ));
+            return Ok(None);
         }
         let dir = self.layout.backup_dir(id);
         let paths: Vec<Path> = retry::transient(|| async {
@@ -226,15 +226,9 @@ impl Repo {
         })
         .await?;
         for p in &paths {
-            retry::transient(|| async {
-                match self.store.delete(p).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(store::error("delete", p, e)),
-                }
-            })
-            .await?;
+            self.delete_path(p).await?;
         }
-        Ok(paths.len())
+        Ok(Some(paths.len()))
     }
 
     /// The file names of every WAL object (segments, partials, history and backup files).

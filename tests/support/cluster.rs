@@ -1,7 +1,7 @@
 //! A primary archiving through pgkeep into a local repository, and restoring from it: the
 //! setting every backup test starts from.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::pgkeep::Pgkeep;
 use super::postgres::{Pg, chown_postgres};
@@ -56,6 +56,22 @@ pub fn archiving_primary(
         primary.port
     );
     (pk, primary, source)
+}
+
+/// A second repository of `primary`'s cluster in `dir/elsewhere`, initialised but never
+/// archived into: a backup there never sees its WAL. Returns its handle and directory.
+pub fn unarchived_repository(dir: &Path, primary: &Pg, backup_toml: &str) -> (Pgkeep, PathBuf) {
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = Pgkeep::new(
+        &elsewhere,
+        &format!(
+            "[repository]\npath = \"{}\"\n[backup]\n{backup_toml}\n",
+            elsewhere.join("repo").display()
+        ),
+    );
+    other.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    (other, elsewhere)
 }
 
 /// `pgkeep restore` into `target` with `args`, then starts the server of `bin` and waits for

@@ -2,19 +2,20 @@
 //! called with the backup lease held, so no running backup can own such a folder.
 
 use crate::error::Result;
-use crate::repo::{Repo, RepoKey};
+use crate::repo::Repo;
 
 /// Returns the ids removed.
 pub async fn remove_interrupted(repo: &Repo) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for id in repo.backup_folders().await? {
-        if repo.contains(&RepoKey::Manifest(id.clone())).await? {
+        // Committed backups are kept; an empty folder is what a local store leaves behind.
+        let Some(objects) = repo
+            .delete_uncommitted_backup(&id)
+            .await?
+            .filter(|n| *n > 0)
+        else {
             continue;
-        }
-        let objects = repo.delete_uncommitted_backup(&id).await?;
-        if objects == 0 {
-            continue; // an empty folder a local store keeps
-        }
+        };
         tracing::info!(
             backup = id,
             objects,

@@ -58,10 +58,9 @@ pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
 async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupReport> {
     let began = Instant::now();
     let start_time = chrono::Utc::now();
-    let repo = repo.clone();
 
     // Clean up what interrupted backups left.
-    cleanup::remove_interrupted(&repo).await?;
+    cleanup::remove_interrupted(repo).await?;
 
     // Open the source; refuse a cluster the repository does not serve.
     let source = args
@@ -83,7 +82,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         .check_serves(ident.system_id, version, repo.location())?;
 
     // Plan: a full, or an incremental on the newest backup of this timeline.
-    let existing = backups::list(&repo).await?;
+    let existing = backups::list(repo).await?;
     let plan = plan::plan(args.kind, &existing, ident.timeline, cfg.backup.max_chain);
     if let Some(note) = &plan.note {
         tracing::info!("taking a full backup: {note}");
@@ -104,7 +103,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         concurrency: cfg.backup.concurrency,
         memory_mib: cfg.backup.memory_mib,
     };
-    let copied = copy::stream(&repo, &mut conn, &id, parent.clone(), opts, limits).await?;
+    let copied = copy::stream(repo, &mut conn, &id, parent.clone(), opts, limits).await?;
     // The backup is consistent from its stop position on: a recovery target must not be
     // earlier than this moment (to the millisecond), which is what target selection compares.
     let consistent_at = chrono::Utc::now();
@@ -112,7 +111,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
 
     // Wait until the WAL from start to stop is archived: only then is the backup restorable.
     wal::wait_archived(
-        &repo,
+        repo,
         &source,
         copied.timeline,
         copied.start,
@@ -138,7 +137,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         source: describe_source(&params),
         entries: copied.entries,
     };
-    commit(&repo, &manifest).await?;
+    commit(repo, &manifest).await?;
     Ok(BackupReport {
         manifest,
         elapsed: began.elapsed(),

@@ -8,9 +8,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::command::blocking;
+use crate::command::{blocking, verified};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Layer, ManifestEntry, delta};
 use crate::pg::page::PAGE_SIZE;
@@ -119,7 +120,7 @@ async fn build(repo: &Repo, w: &Wanted<'_>, file: &Arc<File>, tmp: &Path) -> Res
     Ok(())
 }
 
-async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Vec<u8>, String)> {
+async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Bytes, String)> {
     let key = RepoKey::BackupFile {
         backup: layer.backup.to_string(),
         path: path.to_string(),
@@ -133,7 +134,7 @@ async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Vec
         )
         .hint("this backup is damaged; restore an older one and run 'pgkeep verify'")
     })?;
-    Ok((stored.to_vec(), what))
+    Ok((stored, what))
 }
 
 fn decode(stored: &[u8], out: impl Write, what: &str, location: &str) -> Result<u64> {
@@ -143,11 +144,7 @@ fn decode(stored: &[u8], out: impl Write, what: &str, location: &str) -> Result<
             DecodeError::Write(io) => {
                 Error::new(ErrorKind::Io, format!("cannot write {what}: {io}"))
             }
-            d => Error::new(
-                ErrorKind::Corrupt,
-                format!("{what} in repository {location} is damaged: {d}"),
-            )
-            .hint("nothing was written for it; restore another backup and run 'pgkeep verify'"),
+            d => verified::damaged(what, location, &d),
         })
 }
 
