@@ -46,7 +46,6 @@ pub enum Command {
         kind: String,
     },
     /// Restore a backup into a data directory, set up to replay the archive to a target.
-    #[command(group(clap::ArgGroup::new("recovery_target").multiple(false)))]
     Restore {
         /// The data directory to restore into (must be empty unless --delta or --force).
         dir: PathBuf,
@@ -60,21 +59,8 @@ pub enum Command {
         /// the ones the backup lacks.
         #[arg(long)]
         delta: bool,
-        /// Stop at this time, e.g. '2026-11-21 22:00:00+00'.
-        #[arg(long, group = "recovery_target", value_name = "TIME")]
-        target_time: Option<String>,
-        /// Stop at this WAL location, e.g. 16/B374D848.
-        #[arg(long, group = "recovery_target", value_name = "LSN")]
-        target_lsn: Option<String>,
-        /// Stop after this transaction id.
-        #[arg(long, group = "recovery_target", value_name = "XID")]
-        target_xid: Option<String>,
-        /// Stop at this restore point (pg_create_restore_point).
-        #[arg(long, group = "recovery_target", value_name = "NAME")]
-        target_name: Option<String>,
-        /// 'immediate': stop as soon as the backup is consistent.
-        #[arg(long, group = "recovery_target", value_name = "immediate")]
-        target: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Timeline to follow: 'latest' (default) or a number.
         #[arg(long, value_name = "latest|N")]
         target_timeline: Option<String>,
@@ -84,6 +70,44 @@ pub enum Command {
         /// Restore as a standby (standby.signal) that keeps replaying.
         #[arg(long)]
         standby: bool,
+    },
+    /// Patroni's create_replica_methods entry: restore the newest backup as a standby of the
+    /// leader. Exit 1 (declined, Patroni tries its next method) when there is no backup or
+    /// the WAL to replay since it exceeds create_replica.max_wal_*. Unknown --key=value
+    /// arguments (Patroni passes its method options) are ignored.
+    CreateReplica {
+        /// The Patroni scope (cluster name); informational.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Patroni's role for the new member ('replica'); informational.
+        #[arg(long)]
+        role: Option<String>,
+        /// The data directory to create.
+        #[arg(long, value_name = "DIR")]
+        datadir: PathBuf,
+        /// The leader's connection string (becomes primary_conninfo); the password comes from
+        /// the file $PGPASSFILE names.
+        #[arg(long, value_name = "CONNINFO")]
+        connstring: Option<String>,
+        /// Keep the files already in the data directory that match the backup (Patroni's
+        /// keep_data option; True/False).
+        #[arg(long = "keep_data", value_name = "BOOL", value_parser = python_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+        keep_data: bool,
+    },
+    /// Patroni's bootstrap method for a clone: restore a backup into --datadir and recover to
+    /// the target (default: the end of the archive), then promote.
+    Bootstrap {
+        /// The Patroni scope of the new cluster; informational.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The data directory to create.
+        #[arg(long, value_name = "DIR")]
+        datadir: PathBuf,
+        /// The backup to restore (default: the newest that can reach the target).
+        #[arg(long, value_name = "ID", default_value = "latest")]
+        backup: String,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Show the repository and its backups.
     Info {
@@ -98,4 +122,163 @@ pub enum Command {
         /// Where to write it (PostgreSQL's %p).
         dest: PathBuf,
     },
+}
+
+/// Where recovery stops: at most one of these.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(id = "recovery_target", multiple = false)]
+pub struct TargetArgs {
+    /// Stop at this time, e.g. '2026-11-21 22:00:00+00'.
+    #[arg(long, value_name = "TIME")]
+    pub target_time: Option<String>,
+    /// Stop at this WAL location, e.g. 16/B374D848.
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// Stop after this transaction id.
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<String>,
+    /// Stop at this restore point (pg_create_restore_point).
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+    /// 'immediate': stop as soon as the backup is consistent.
+    #[arg(long, value_name = "immediate")]
+    pub target: Option<String>,
+}
+
+/// Python's spelling of booleans, as Patroni writes them (`--keep_data=False`).
+fn python_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not a boolean")),
+    }
+}
+
+/// The options each Patroni-called subcommand knows; any other `--key=value` is Patroni's.
+const PATRONI_OPTIONS: &[(&str, &[&str])] = &[
+    (
+        "create-replica",
+        &["scope", "role", "datadir", "connstring", "keep_data"],
+    ),
+    (
+        "bootstrap",
+        &[
+            "scope",
+            "datadir",
+            "backup",
+            "target-time",
+            "target-lsn",
+            "target-xid",
+            "target-name",
+            "target",
+        ],
+    ),
+];
+
+/// Drops the `--key=value` arguments a Patroni-called subcommand does not know: Patroni passes
+/// every option of a method's configuration (`--keep_data=False`, `--no_leader=True`, ...),
+/// and a new Patroni version may pass more. Other subcommands' arguments are left alone.
+pub fn without_patroni_extras(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let sub = args.iter().enumerate().skip(1).find_map(|(i, a)| {
+        let a = a.to_str()?;
+        PATRONI_OPTIONS
+            .iter()
+            .find(|(name, _)| *name == a)
+            .map(|(_, known)| (i, *known))
+    });
+    let Some((at, known)) = sub else {
+        return args;
+    };
+    args.into_iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            if *i <= at {
+                return true;
+            }
+            let Some(key) = a
+                .to_str()
+                .and_then(|a| a.strip_prefix("--"))
+                .and_then(|a| a.split_once('=').map(|(k, _)| k))
+            else {
+                return true;
+            };
+            known.contains(&key) || key == "config"
+        })
+        .map(|(_, a)| a)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
+        list.iter().map(|a| a.into()).collect()
+    }
+
+    #[test]
+    fn patroni_extras_are_dropped_and_known_options_parsed() {
+        let argv = without_patroni_extras(args(&[
+            "pgkeep",
+            "--config=/etc/pgkeep.toml",
+            "create-replica",
+            "--no_leader=False",
+            "--keep_data=True",
+            "--scope=demo",
+            "--role=replica",
+            "--datadir=/data/n2",
+            "--connstring=dbname=postgres user=rep host=127.0.0.1 port=5441",
+            "--some_future_option=1",
+        ]));
+        let cli = Cli::try_parse_from(argv).unwrap();
+        match cli.command {
+            Command::CreateReplica {
+                datadir,
+                connstring,
+                keep_data,
+                scope,
+                ..
+            } => {
+                assert_eq!(datadir, PathBuf::from("/data/n2"));
+                assert_eq!(
+                    connstring.as_deref(),
+                    Some("dbname=postgres user=rep host=127.0.0.1 port=5441")
+                );
+                assert!(keep_data);
+                assert_eq!(scope.as_deref(), Some("demo"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(without_patroni_extras(args(&[
+            "pgkeep",
+            "create-replica",
+            "--keep_data=False",
+            "--datadir=/d",
+        ])))
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::CreateReplica {
+                keep_data: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn other_subcommands_keep_strict_parsing() {
+        let argv = without_patroni_extras(args(&["pgkeep", "info", "--colour=red"]));
+        assert!(Cli::try_parse_from(argv).is_err());
+        let argv = args(&[
+            "pgkeep",
+            "restore",
+            "/d",
+            "--target-lsn",
+            "0/1",
+            "--target-name",
+            "x",
+        ]);
+        assert!(Cli::try_parse_from(argv).is_err(), "one target at most");
+    }
 }

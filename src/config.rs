@@ -12,9 +12,20 @@ use serde::Deserialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::Compression;
 
+mod patroni;
+pub use patroni::{CreateReplicaConfig, PatroniConfig};
+
 /// Environment variables that are not configuration keys.
 const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
-const SECTIONS: [&str; 5] = ["repository", "postgres", "archive", "backup", "log"];
+const SECTIONS: [&str; 7] = [
+    "repository",
+    "postgres",
+    "archive",
+    "backup",
+    "patroni",
+    "create_replica",
+    "log",
+];
 /// Where the config is looked for when neither `--config` nor `PGKEEP_CONFIG` names one.
 pub const DEFAULT_PATH: &str = "/etc/pgkeep/pgkeep.toml";
 
@@ -49,6 +60,10 @@ pub struct Raw {
     archive: RawArchive,
     #[serde(default)]
     backup: RawBackup,
+    #[serde(default)]
+    patroni: patroni::RawPatroni,
+    #[serde(default)]
+    create_replica: patroni::RawCreateReplica,
     #[serde(default)]
     log: RawLog,
     #[serde(skip)]
@@ -150,7 +165,8 @@ pub struct ArchiveConfig {
 
 #[derive(Debug, Clone)]
 pub struct BackupConfig {
-    /// Connection string of the member to back up (replication connection).
+    /// Connection string of the member to back up (replication connection), or `patroni`:
+    /// ask Patroni's REST API at every run.
     pub source: Option<String>,
     /// Files uploaded at once.
     pub concurrency: usize,
@@ -169,6 +185,9 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub archive: ArchiveConfig,
     pub backup: BackupConfig,
+    /// Set when `[patroni] endpoints` are configured.
+    pub patroni: Option<PatroniConfig>,
+    pub create_replica: CreateReplicaConfig,
     pub log_level: String,
     /// The configuration file read, if any (restore writes it into restore_command).
     pub path: Option<PathBuf>,
@@ -276,6 +295,8 @@ impl Raw {
                     .transpose()?
                     .unwrap_or(6),
             },
+            patroni: self.patroni.resolve()?,
+            create_replica: self.create_replica.resolve()?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,
         })

@@ -5,7 +5,8 @@
 //! - messages are lower-case, name the object concerned and say what went wrong, in one line;
 //! - a hint says what the operator can do about it;
 //! - exit codes are stable: scripts and PostgreSQL itself rely on them. `1` is reserved for
-//!   "WAL file not in the archive" (what `restore_command` must answer for a missing file), and
+//!   "WAL file not in the archive" (what `restore_command` must answer for a missing file) and
+//!   "declined" (what Patroni's replica methods answer to hand over to the next method), and
 //!   no code exceeds 125, because PostgreSQL aborts recovery when `restore_command` exits > 125;
 //! - only `main` turns an error into an exit; nothing below it exits the process.
 
@@ -16,6 +17,10 @@ use std::fmt;
 pub enum ErrorKind {
     /// The requested WAL file is not in the repository (archive-get: PostgreSQL's "not found").
     NotFound,
+    /// A Patroni method declines (create-replica: no backup, or too much WAL to replay), so
+    /// Patroni tries its next method. Shares exit code 1 with `NotFound`: both say "not from
+    /// here, try elsewhere", which is what the callers (PostgreSQL, Patroni) act on.
+    Declined,
     /// The configuration file or environment is malformed or inconsistent.
     Config,
     /// The repository has not been initialised (no repo.json) or does not exist.
@@ -44,7 +49,7 @@ impl ErrorKind {
     /// The process exit code for this kind. Stable: documented in the README.
     pub fn exit_code(self) -> u8 {
         match self {
-            ErrorKind::NotFound => 1,
+            ErrorKind::NotFound | ErrorKind::Declined => 1,
             // 2 is clap's usage error.
             ErrorKind::Config => 3,
             ErrorKind::RepoMissing => 4,
@@ -64,6 +69,7 @@ impl ErrorKind {
     pub fn label(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "not-found",
+            ErrorKind::Declined => "declined",
             ErrorKind::Config => "config",
             ErrorKind::RepoMissing => "repo-missing",
             ErrorKind::RepoMismatch => "repo-mismatch",
@@ -205,6 +211,10 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
         assert!(codes.iter().all(|&c| c > 0 && c <= 125 && c != 2));
+        assert_eq!(
+            ErrorKind::Declined.exit_code(),
+            ErrorKind::NotFound.exit_code()
+        );
     }
 
     #[test]

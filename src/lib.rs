@@ -9,7 +9,10 @@
 //!             ControlFile, SystemId, PgVersion; client (tokio-postgres queries)
 //! pipeline/   MECHANISM, bytes only: sha256 while streaming, zstd, the object header
 //! repo/       MECHANISM: the only module that knows object keys (layout), stores (store),
-//!             repo.json (info), creating a repository (create)
+//!             repo.json (info), creating a repository (create), leases
+//! manifest/   MECHANISM: one backup's source of truth (files, layers, part checksums)
+//! patroni/    MECHANISM: Patroni's REST API (GET /cluster, health checks) and the choice of
+//!             the member a backup reads from
 //! localfs     MECHANISM: durable local writes (temp, fsync, rename, fsync dir)
 //! command/    USE-CASES: one module per CLI command, `run(&Config, Args) -> Result<Report>`
 //! main.rs     entry point: CLI -> config -> one command -> exit code
@@ -33,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod localfs;
 pub mod manifest;
+pub mod patroni;
 pub mod pg;
 pub mod pipeline;
 pub mod repo;

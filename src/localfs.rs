@@ -95,7 +95,7 @@ impl io::Write for WritebackWriter<'_> {
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: start writeback of a range without waiting. Only
 /// a hint: durability still comes from the fsync in `write_atomic`, so failures are ignored.
 #[allow(unsafe_code)]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain system call on a file descriptor that `file` keeps open for the call's
     // duration; it reads no memory of ours.

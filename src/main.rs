@@ -5,19 +5,21 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgkeep::cli::{Cli, Command};
-use pgkeep::command::{archive_get, archive_push, backup, info, init, restore};
+use pgkeep::cli::{self, Cli, Command, TargetArgs};
+use pgkeep::command::{
+    archive_get, archive_push, backup, bootstrap, create_replica, info, init, restore,
+};
 use pgkeep::config::{Config, Raw};
 use pgkeep::error::{Error, ErrorKind};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::without_patroni_extras(std::env::args_os().collect()));
     let vars: BTreeMap<String, String> = std::env::vars().collect();
     let result = Raw::load(cli.config.as_deref(), &vars)
         .and_then(Raw::resolve)
         .and_then(|cfg| {
             init_logging(&cfg, &vars);
-            run(&cfg, cli.command)
+            run(&cfg, cli.command, &vars)
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,7 +46,40 @@ fn init_logging(cfg: &Config, vars: &BTreeMap<String, String>) {
         .try_init();
 }
 
-fn run(cfg: &Config, command: Command) -> Result<(), Error> {
+fn bad_target(e: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'")
+}
+
+/// The recovery target the flags name (the end of the archive when none).
+fn recovery_target(t: TargetArgs) -> Result<restore::RecoveryTarget, Error> {
+    use restore::RecoveryTarget as T;
+    Ok(
+        match (
+            t.target_time,
+            t.target_lsn,
+            t.target_xid,
+            t.target_name,
+            t.target,
+        ) {
+            (Some(time), ..) => {
+                let at = restore::target::parse_time(&time).map_err(bad_target)?;
+                T::Time(time, at)
+            }
+            (_, Some(l), ..) => T::Lsn(l.parse().map_err(bad_target)?),
+            (_, _, Some(x), ..) => T::Xid(x),
+            (_, _, _, Some(n), _) => T::Name(n),
+            (_, _, _, _, Some(t)) if t == "immediate" => T::Immediate,
+            (_, _, _, _, Some(t)) => {
+                return Err(bad_target(format!(
+                    "invalid --target '{t}': only 'immediate'"
+                )));
+            }
+            _ => T::Latest,
+        },
+    )
+}
+
+fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Result<(), Error> {
     // TLS through ring: aws-lc seeds its random generator from CPU jitter on first use, which
     // costs ~40 ms per process, paid by every archive-push on an https store. `Err` only means
     // a provider was installed already.
@@ -118,42 +153,25 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                 backup,
                 force,
                 delta,
-                target_time,
-                target_lsn,
-                target_xid,
-                target_name,
                 target,
                 target_timeline,
                 target_action,
                 standby,
             } => {
-                let bad = |e: String| {
-                    Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'")
-                };
-                let target = match (target_time, target_lsn, target_xid, target_name, target) {
-                    (Some(t), ..) => {
-                        let at = restore::target::parse_time(&t).map_err(bad)?;
-                        restore::RecoveryTarget::Time(t, at)
-                    }
-                    (_, Some(l), ..) => restore::RecoveryTarget::Lsn(l.parse().map_err(bad)?),
-                    (_, _, Some(x), ..) => restore::RecoveryTarget::Xid(x),
-                    (_, _, _, Some(n), _) => restore::RecoveryTarget::Name(n),
-                    (_, _, _, _, Some(t)) if t == "immediate" => restore::RecoveryTarget::Immediate,
-                    (_, _, _, _, Some(t)) => {
-                        return Err(bad(format!("invalid --target '{t}': only 'immediate'")));
-                    }
-                    _ => restore::RecoveryTarget::Latest,
-                };
-                let target_action = target_action.map(|a| a.parse()).transpose().map_err(bad)?;
+                let target_action = target_action
+                    .map(|a| a.parse())
+                    .transpose()
+                    .map_err(bad_target)?;
                 let args = restore::RestoreArgs {
                     dir,
                     backup: Some(backup),
                     force,
                     delta,
-                    target,
+                    target: recovery_target(target)?,
                     target_timeline,
                     target_action,
                     standby,
+                    primary_conninfo: None,
                 };
                 let r = restore::run(cfg, args).await?;
                 let kept = if delta {
@@ -163,6 +181,54 @@ fn run(cfg: &Config, command: Command) -> Result<(), Error> {
                 };
                 println!(
                     "restored backup {}: {} files, {:.1} MiB{kept} in {:.1} s; start PostgreSQL to replay the archive",
+                    r.backup,
+                    r.files,
+                    r.bytes as f64 / 1048576.0,
+                    r.elapsed.as_secs_f64()
+                );
+            }
+            Command::CreateReplica {
+                datadir,
+                connstring,
+                keep_data,
+                ..
+            } => {
+                // Patroni hands the leader's password over in a libpq password file.
+                let passfile = vars
+                    .get("PGPASSFILE")
+                    .and_then(|p| std::fs::read_to_string(p).ok());
+                let args = create_replica::CreateReplicaArgs {
+                    datadir,
+                    connstring,
+                    keep_data,
+                    passfile,
+                };
+                let r = create_replica::run(cfg, args).await?;
+                println!(
+                    "replica created from backup {}: {} files, {:.1} MiB in {:.1} s{}",
+                    r.restore.backup,
+                    r.restore.files,
+                    r.restore.bytes as f64 / 1048576.0,
+                    r.restore.elapsed.as_secs_f64(),
+                    r.wal_behind
+                        .map(|b| format!(", {:.1} MiB of wal to replay", b as f64 / 1048576.0))
+                        .unwrap_or_default()
+                );
+            }
+            Command::Bootstrap {
+                datadir,
+                backup,
+                target,
+                ..
+            } => {
+                let args = bootstrap::BootstrapArgs {
+                    datadir,
+                    backup,
+                    target: recovery_target(target)?,
+                };
+                let r = bootstrap::run(cfg, args).await?;
+                println!(
+                    "clone bootstrapped from backup {}: {} files, {:.1} MiB in {:.1} s; recovery promotes at the target",
                     r.backup,
                     r.files,
                     r.bytes as f64 / 1048576.0,

@@ -1,4 +1,4 @@
-//! Imports only go down: pg -> pipeline, repo, manifest, localfs -> command -> entry points. This test
+//! Imports only go down: pg -> pipeline, repo, manifest, patroni, localfs -> command -> entry points. This test
 //! fails when a lower module names a higher one, or when the `pgkeep` crate (linked into
 //! archive_command's hot path) picks up the daemon's HTTP server or the container client.
 
@@ -38,6 +38,18 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::command",
             "crate::cli",
             "crate::config",
+        ],
+    ),
+    (
+        "patroni",
+        &[
+            "crate::command",
+            "crate::cli",
+            "crate::config",
+            "crate::repo",
+            "crate::manifest",
+            "crate::pipeline",
+            "crate::localfs",
         ],
     ),
     (

@@ -6,6 +6,8 @@ pub mod archive_get;
 pub mod archive_push;
 pub mod backup;
 pub mod backups;
+pub mod bootstrap;
+pub mod create_replica;
 pub mod info;
 pub mod init;
 pub mod restore;

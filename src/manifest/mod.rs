@@ -104,6 +104,12 @@ pub struct Layer {
     pub size: u64,
     /// Bytes stored for this layer.
     pub stored_size: u64,
+    /// The sha256 of each part's plaintext, in part order: a restore checks every part against
+    /// the committed manifest and so can rebuild the parts of one file in parallel. Empty in
+    /// manifests written before parts were recorded; such files are hashed whole after the
+    /// rebuild instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sha256: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +295,7 @@ mod tests {
                             parts: 1,
                             size: 3,
                             stored_size: 60,
+                            part_sha256: vec!["ab".into()],
                         }],
                     },
                 },

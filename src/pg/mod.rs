@@ -8,6 +8,7 @@ pub mod control;
 pub mod fixtures;
 pub mod lsn;
 pub mod page;
+pub mod passfile;
 pub mod replication;
 pub mod wal;
 pub mod wal_header;

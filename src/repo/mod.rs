@@ -38,6 +38,10 @@ pub struct Repo {
     layout: Layout,
     location: String,
     info: RepoInfo,
+    /// The directory of a local store: what a killed writer leaves there (object_store's
+    /// in-progress `name#N` files, empty folders) is invisible to listings and is removed
+    /// through the file system.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Repo {
@@ -51,6 +55,7 @@ impl Repo {
             layout,
             location,
             info,
+            local_root: local_root(cfg),
         })
     }
 
@@ -66,6 +71,7 @@ impl Repo {
             layout,
             location,
             info,
+            local_root: None,
         }
     }
 
@@ -228,6 +234,16 @@ impl Repo {
         for p in &paths {
             self.delete_path(p).await?;
         }
+        if let Some(root) = &self.local_root {
+            // Listings skip in-progress uploads: remove the folder itself, with whatever a
+            // writer killed mid-upload left in it.
+            let folder = root.join(dir.as_ref());
+            match std::fs::remove_dir_all(&folder) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &folder, e)),
+            }
+        }
         Ok(Some(paths.len()))
     }
 
@@ -256,5 +272,12 @@ impl Repo {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(store::error("read", path, e)),
         }
+    }
+}
+
+fn local_root(cfg: &RepositoryConfig) -> Option<std::path::PathBuf> {
+    match &cfg.store {
+        crate::config::StoreConfig::Local { path } => Some(path.clone()),
+        crate::config::StoreConfig::S3 { .. } => None,
     }
 }

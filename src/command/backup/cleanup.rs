@@ -8,7 +8,7 @@ use crate::repo::Repo;
 pub async fn remove_interrupted(repo: &Repo) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for id in repo.backup_folders().await? {
-        // Committed backups are kept; an empty folder is what a local store leaves behind.
+        // Committed backups are kept; a folder with nothing listable is removed silently.
         let Some(objects) = repo
             .delete_uncommitted_backup(&id)
             .await?

@@ -27,6 +27,8 @@ pub struct Copied {
     pub start: Lsn,
     pub stop: Lsn,
     pub timeline: Timeline,
+    /// The timeline the source was on when the backup ended (differs after a failover).
+    pub stop_timeline: Timeline,
     pub entries: Vec<ManifestEntry>,
 }
 
@@ -124,7 +126,7 @@ pub async fn stream(
     let entries = uploader
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("uploader failed: {e}")))??;
-    let ((start, timeline), (stop, _)) = start.zip(stop).ok_or_else(|| {
+    let ((start, timeline), (stop, stop_timeline)) = start.zip(stop).ok_or_else(|| {
         Error::new(
             ErrorKind::Postgres,
             "BASE_BACKUP ended without start and stop positions",
@@ -135,6 +137,7 @@ pub async fn stream(
         start,
         stop,
         timeline,
+        stop_timeline,
         entries,
     })
 }
@@ -152,8 +155,16 @@ async fn finish(worker: Option<(mpsc::Sender<Bytes>, Worker)>) -> Result<()> {
         })
 }
 
+/// What the uploader learnt of one file's own parts: bytes stored, and each part's sha256.
+#[derive(Default)]
+struct Stored {
+    bytes: u64,
+    sha256: HashMap<u32, String>,
+}
+
 /// Encodes and stores each part (`concurrency` at a time, so compression runs on every core),
-/// then completes the entries with the bytes this backup stored for each file.
+/// then completes the entries with the bytes this backup stored for each file and the sha256
+/// of each of its parts.
 async fn upload_all(
     repo: Repo,
     id: BackupId,
@@ -161,13 +172,17 @@ async fn upload_all(
     opts: EncodeOptions,
     concurrency: usize,
 ) -> Result<Vec<ManifestEntry>> {
+    type Done = (String, u32, u64, String);
     let slots = Arc::new(Semaphore::new(concurrency));
-    let mut uploads: JoinSet<Result<(String, u64)>> = JoinSet::new();
+    let mut uploads: JoinSet<Result<Done>> = JoinSet::new();
     let mut entries = Vec::new();
-    let mut sizes: HashMap<String, u64> = HashMap::new();
-    let mut add = |done: std::result::Result<Result<(String, u64)>, tokio::task::JoinError>| {
-        let (path, n) = done.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??;
-        *sizes.entry(path).or_insert(0) += n;
+    let mut stored: HashMap<String, Stored> = HashMap::new();
+    let mut add = |done: std::result::Result<Result<Done>, tokio::task::JoinError>| {
+        let (path, part, n, sha) =
+            done.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??;
+        let s = stored.entry(path).or_default();
+        s.bytes += n;
+        s.sha256.insert(part, sha);
         Result::Ok(())
     };
     while let Some(item) = items.recv().await {
@@ -200,9 +215,12 @@ async fn upload_all(
                     .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode: {e}")))
             })
             .await?;
-            let stored = encoded.bytes.len() as u64;
+            let (n, sha) = (
+                encoded.bytes.len() as u64,
+                encoded.header.sha256.to_string(),
+            );
             repo.put(&key, encoded.bytes.into()).await?;
-            Ok((path, stored))
+            Ok((path, part, n, sha))
         });
         // Reap finished uploads as we go, so a failure stops the backup early.
         while let Some(done) = uploads.try_join_next() {
@@ -216,7 +234,18 @@ async fn upload_all(
         if let EntryKind::File { layers, .. } = &mut e.kind
             && let Some(own) = layers.last_mut().filter(|l| l.backup == id)
         {
-            own.stored_size = sizes.get(&e.path).copied().unwrap_or(0);
+            let mut s = stored.remove(&e.path).unwrap_or_default();
+            own.stored_size = s.bytes;
+            own.part_sha256 = (0..own.parts)
+                .map(|p| {
+                    s.sha256.remove(&p).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Internal,
+                            format!("part {p} of {} was never stored", e.path),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?;
         }
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));

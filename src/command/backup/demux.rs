@@ -239,6 +239,8 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
         parts,
         size,
         stored_size: 0,
+        // Filled in by the uploader, which learns each part's sha256 as it encodes it.
+        part_sha256: Vec::new(),
     };
     let layers = match plan {
         Plan::Whole => vec![own(false, parts)],

@@ -11,6 +11,7 @@ mod demux;
 mod pages;
 pub mod plan;
 mod progress;
+pub mod source;
 pub mod wal;
 
 use std::sync::Arc;
@@ -57,23 +58,15 @@ pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
 
 async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupReport> {
     let began = Instant::now();
-    let start_time = chrono::Utc::now();
 
     // Clean up what interrupted backups left.
     cleanup::remove_interrupted(repo).await?;
 
-    // Open the source; refuse a cluster the repository does not serve.
-    let source = args
-        .source
-        .or_else(|| cfg.backup.source.clone())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                "no backup source: set backup.source or pass --source",
-            )
-            .hint("a connection string such as 'host=10.0.0.5 port=5432 user=replicator'")
-        })?;
-    let params = ConnParams::parse(&source, None).map_err(|e| Error::new(ErrorKind::Config, e))?;
+    // Choose the source (asking Patroni when so configured); refuse a cluster the repository
+    // does not serve.
+    let source = source::resolve(cfg, args.source).await?;
+    let params =
+        ConnParams::parse(&source.conninfo, None).map_err(|e| Error::new(ErrorKind::Config, e))?;
     let mut conn = ReplConn::connect(&params).await.map_err(pg_error)?;
     let ident = conn.identify_system().await.map_err(pg_error)?;
     let version =
@@ -92,7 +85,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         .map(|m| pages::Parent::new(m).map(Arc::new))
         .transpose()
         .map_err(|e| Error::new(ErrorKind::Corrupt, format!("parent manifest: {e}")))?;
-    let id = BackupId::new(start_time, plan.kind);
+    let (id, start_time) = fresh_id(plan.kind, &existing).await;
 
     // Copy the data directory into the repository.
     let opts = EncodeOptions {
@@ -108,11 +101,23 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     // earlier than this moment (to the millisecond), which is what target selection compares.
     let consistent_at = chrono::Utc::now();
     conn.close().await;
+    if copied.stop_timeline != copied.timeline {
+        // A failover or promotion while copying: the files and the WAL that would make them
+        // consistent are on different histories. Fail cleanly, uncommitted.
+        return Err(Error::new(
+            ErrorKind::Postgres,
+            format!(
+                "the source changed timeline during the backup (started on {}, ended on {}); the backup was not committed",
+                copied.timeline.0, copied.stop_timeline.0
+            ),
+        )
+        .hint("run the backup again: the cluster's new topology is used from the next run"));
+    }
 
     // Wait until the WAL from start to stop is archived: only then is the backup restorable.
     wal::wait_archived(
         repo,
-        &source,
+        &source.switch_wal,
         copied.timeline,
         copied.start,
         copied.stop,
@@ -134,7 +139,10 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         stop_lsn: copied.stop.to_string(),
         start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         stop_time: consistent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        source: describe_source(&params),
+        source: match &source.member {
+            Some(member) => format!("{member} ({})", describe_source(&params)),
+            None => describe_source(&params),
+        },
         entries: copied.entries,
     };
     commit(repo, &manifest).await?;
@@ -142,6 +150,24 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         manifest,
         elapsed: began.elapsed(),
     })
+}
+
+/// An id no committed backup has, and the time it stands for. Ids have one-second resolution:
+/// a second backup of the same kind within that second would write its objects into the
+/// first one's folder — over a committed backup's files — before failing to commit.
+async fn fresh_id(
+    kind: crate::manifest::BackupKind,
+    existing: &[Manifest],
+) -> (BackupId, chrono::DateTime<chrono::Utc>) {
+    loop {
+        let now = chrono::Utc::now();
+        let id = BackupId::new(now, kind);
+        if !existing.iter().any(|m| m.id == id) {
+            return (id, now);
+        }
+        let rest = 1000 - u64::from(now.timestamp_subsec_millis().min(999));
+        tokio::time::sleep(Duration::from_millis(rest)).await;
+    }
 }
 
 /// Writes the manifest create-if-absent: the moment the backup starts to exist.

@@ -1,6 +1,7 @@
 //! Rebuilding one file of a backup: fetch its layers' parts (the whole file, then each delta of
-//! changed pages), write them into a temporary file, check every part and the result against
-//! the manifest, and only then fsync and rename it into place.
+//! changed pages), write them into a temporary file — the parts of one layer in parallel, each
+//! at its own offset — check every part against the manifest and the result's size, and only
+//! then fsync and rename it into place.
 
 use std::fs::File;
 use std::io::Write;
@@ -9,14 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
 
 use crate::command::{blocking, verified};
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{Layer, ManifestEntry, delta};
+use crate::localfs;
+use crate::manifest::{Layer, ManifestEntry, PART_SIZE, delta};
 use crate::pg::page::PAGE_SIZE;
-use crate::pipeline::checksum::Hasher;
-use crate::pipeline::{self, DecodeError};
+use crate::pipeline::{self, DecodeError, ObjectHeader};
 use crate::repo::{Repo, RepoKey};
 
 /// The file entry to rebuild, with what it must hash to.
@@ -27,10 +29,16 @@ pub struct Wanted<'a> {
     pub layers: &'a [Layer],
 }
 
+/// How many parts are fetched and decoded at once, across every file of the restore.
+pub struct Slots {
+    pub slots: Semaphore,
+    pub count: usize,
+}
+
 /// Writes `wanted` to `dest`; returns the bytes written.
-pub async fn assemble(repo: &Repo, wanted: Wanted<'_>, dest: &Path) -> Result<u64> {
+pub async fn assemble(repo: &Repo, wanted: Wanted<'_>, dest: &Path, slots: &Slots) -> Result<u64> {
     let tmp = temp_path(dest);
-    // Read as well as written: a file rebuilt from deltas is read back to be checked.
+    // Read as well as written: a file from an older manifest is read back to be checked.
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -38,7 +46,7 @@ pub async fn assemble(repo: &Repo, wanted: Wanted<'_>, dest: &Path) -> Result<u6
         .truncate(true)
         .open(&tmp);
     let file = Arc::new(opened.map_err(|e| Error::io("create", &tmp, e))?);
-    let built = build(repo, &wanted, &file, &tmp).await;
+    let built = build(repo, &wanted, &file, &tmp, slots).await;
     let published = match built {
         Ok(()) => publish(file, &tmp, dest, wanted.entry.mode).await,
         Err(e) => Err(e),
@@ -56,68 +64,85 @@ fn temp_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-async fn build(repo: &Repo, w: &Wanted<'_>, file: &Arc<File>, tmp: &Path) -> Result<()> {
-    // A whole file is hashed as it is written and must match the manifest. A file rebuilt
-    // from deltas legitimately differs from the bytes the backup read in pages it did not
-    // store: PostgreSQL sets hint bits without WAL or a new page LSN. Its parts are each
-    // checked, and its size.
-    let mut hasher = (w.layers.len() == 1).then(Hasher::default);
+async fn build(
+    repo: &Repo,
+    w: &Wanted<'_>,
+    file: &Arc<File>,
+    tmp: &Path,
+    slots: &Slots,
+) -> Result<()> {
     for layer in w.layers {
-        let mut offset = 0u64;
         if !layer.delta {
             file.set_len(0).map_err(|e| Error::io("truncate", tmp, e))?;
         }
-        let mut parts = futures::stream::iter(0..layer.parts)
-            .map(|part| fetch(repo, layer, &w.entry.path, part))
-            .buffered(2);
-        while let Some(stored) = parts.next().await {
-            let (stored, what) = stored?;
-            let (f, delta) = (Arc::clone(file), layer.delta);
-            let (location, tmp2) = (repo.location().to_string(), tmp.to_path_buf());
-            let mut h = hasher.take();
-            let (written, h) = blocking(move || {
-                let n = if delta {
-                    apply_delta(&stored, &f, &what, &location)?
-                } else {
-                    let mut out = AtOffset {
-                        file: &f,
-                        pos: offset,
-                        hasher: h.as_mut(),
-                    };
-                    let n = decode(&stored, &mut out, &what, &location)?;
-                    out.flush().map_err(|e| Error::io("write", &tmp2, e))?;
-                    n
-                };
-                Ok((n, h))
-            })
+        // The parts of a layer cover distinct offsets (whole: part n at n × PART_SIZE; delta:
+        // each page once), so they may land in any order; layers are applied one after another.
+        futures::stream::iter(0..layer.parts)
+            .map(|part| write_part(repo, w.entry, layer, part, file, &slots.slots))
+            .buffer_unordered(slots.count.max(1))
+            .try_collect::<()>()
             .await?;
-            hasher = h;
-            offset += written;
-        }
         file.set_len(layer.size)
             .map_err(|e| Error::io("resize", tmp, e))?;
     }
-    let (digest, size) = match hasher {
-        Some(h) => h.finish(),
-        None => {
-            let size = file
-                .metadata()
-                .map_err(|e| Error::io("stat", tmp, e))?
-                .len();
-            return check_size(w, size);
-        }
-    };
-    if size != w.size || digest.to_string() != w.sha256 {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            format!(
-                "{} rebuilt from the backup does not match its manifest: {size} bytes with sha256 {digest}, expected {} bytes with sha256 {}",
-                w.entry.path, w.size, w.sha256
-            ),
-        )
-        .hint("the backup chain is damaged; restore another backup and run 'pgkeep verify'"));
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("stat", tmp, e))?
+        .len();
+    check_size(w, size)?;
+    let recorded = w
+        .layers
+        .iter()
+        .all(|l| l.part_sha256.len() == l.parts as usize);
+    if !recorded && w.layers.len() == 1 {
+        // A manifest from before part hashes were recorded: the whole file must match.
+        check_whole(w, tmp).await?;
     }
     Ok(())
+}
+
+/// Fetches one part, checks that it is the part the manifest committed, and writes it.
+async fn write_part(
+    repo: &Repo,
+    entry: &ManifestEntry,
+    layer: &Layer,
+    part: u32,
+    file: &Arc<File>,
+    slots: &Semaphore,
+) -> Result<()> {
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    let (stored, what) = fetch(repo, layer, &entry.path, part).await?;
+    let expected = layer.part_sha256.get(part as usize).cloned();
+    let (file, delta, location) = (Arc::clone(file), layer.delta, repo.location().to_string());
+    blocking(move || {
+        let header = if delta {
+            apply_delta(&stored, &file, &what, &location)?
+        } else {
+            let offset = u64::from(part) * PART_SIZE as u64;
+            let mut out = AtOffset {
+                file: &file,
+                pos: offset,
+            };
+            let header = decode(&stored, &mut out, &what, &location)?;
+            localfs::start_writeback(&file, offset, header.plain_size);
+            header
+        };
+        match expected {
+            Some(want) if header.sha256.to_string() != want => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{what} in repository {location} is not the part its manifest committed: sha256 {}, expected {want}",
+                    header.sha256
+                ),
+            )
+            .hint("the backup is damaged; restore another backup and run 'pgkeep verify'")),
+            _ => Ok(()),
+        }
+    })
+    .await
 }
 
 async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Bytes, String)> {
@@ -137,20 +162,18 @@ async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Byt
     Ok((stored, what))
 }
 
-fn decode(stored: &[u8], out: impl Write, what: &str, location: &str) -> Result<u64> {
-    pipeline::decode(stored, out)
-        .map(|h| h.plain_size)
-        .map_err(|e| match e {
-            DecodeError::Write(io) => {
-                Error::new(ErrorKind::Io, format!("cannot write {what}: {io}"))
-            }
-            d => verified::damaged(what, location, &d),
-        })
+fn decode(stored: &[u8], out: impl Write, what: &str, location: &str) -> Result<ObjectHeader> {
+    pipeline::decode(stored, out).map_err(|e| match e {
+        DecodeError::Write(io) => Error::new(ErrorKind::Io, format!("cannot write {what}: {io}")),
+        d => verified::damaged(what, location, &d),
+    })
 }
 
-fn apply_delta(stored: &[u8], file: &File, what: &str, location: &str) -> Result<u64> {
-    let mut plain = Vec::new();
-    decode(stored, &mut plain, what, location)?;
+fn apply_delta(stored: &[u8], file: &File, what: &str, location: &str) -> Result<ObjectHeader> {
+    // Sized from the header up front: growing by doubling would hold twice the part.
+    let capacity = ObjectHeader::from_bytes(stored).map_or(0, |h| h.plain_size as usize);
+    let mut plain = Vec::with_capacity(capacity.min(2 * PART_SIZE));
+    let header = decode(stored, &mut plain, what, location)?;
     let records = delta::records(&plain).map_err(|e| {
         Error::new(
             ErrorKind::Corrupt,
@@ -161,7 +184,7 @@ fn apply_delta(stored: &[u8], file: &File, what: &str, location: &str) -> Result
         file.write_all_at(page, u64::from(block) * PAGE_SIZE as u64)
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}")))?;
     }
-    Ok(0)
+    Ok(header)
 }
 
 fn check_size(w: &Wanted<'_>, size: u64) -> Result<()> {
@@ -178,6 +201,23 @@ fn check_size(w: &Wanted<'_>, size: u64) -> Result<()> {
     .hint("the backup chain is damaged; restore another backup and run 'pgkeep verify'"))
 }
 
+/// Reads the rebuilt file back and compares its sha256 with the manifest's.
+async fn check_whole(w: &Wanted<'_>, tmp: &Path) -> Result<()> {
+    let (path, want) = (tmp.to_path_buf(), w.sha256.to_string());
+    let digest = blocking(move || super::files::sha256_of(&path)).await?;
+    if digest == want {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "{} rebuilt from the backup does not match its manifest: sha256 {digest}, expected {want}",
+            w.entry.path
+        ),
+    )
+    .hint("the backup is damaged; restore another backup and run 'pgkeep verify'"))
+}
+
 async fn publish(file: Arc<File>, tmp: &Path, dest: &Path, mode: u32) -> Result<()> {
     let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
     blocking(move || {
@@ -191,20 +231,16 @@ async fn publish(file: Arc<File>, tmp: &Path, dest: &Path, mode: u32) -> Result<
     .await
 }
 
-/// Positioned writes from a running offset, hashing what is written when asked to.
+/// Positioned writes from a running offset.
 struct AtOffset<'a> {
     file: &'a File,
     pos: u64,
-    hasher: Option<&'a mut Hasher>,
 }
 
 impl Write for AtOffset<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all_at(buf, self.pos)?;
         self.pos += buf.len() as u64;
-        if let Some(h) = self.hasher.as_deref_mut() {
-            h.update(buf);
-        }
         Ok(buf.len())
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use futures::StreamExt;
 
-use super::assemble::{Wanted, assemble};
+use super::assemble::{Slots, Wanted, assemble};
 use crate::command::blocking;
 use crate::error::{Error, Result};
 use crate::localfs;
@@ -69,13 +69,18 @@ pub async fn write_all(
             _ => None,
         })
         .collect();
+    let slots = Slots {
+        slots: tokio::sync::Semaphore::new(concurrency.max(1)),
+        count: concurrency.max(1),
+    };
+    let slots = &slots;
     let results: Vec<Result<Option<u64>>> = futures::stream::iter(files)
         .map(|w| async move {
             let dest = target.join(&w.entry.path);
             if keep_matching && matches(&dest, w.size, w.sha256).await? {
                 return Ok(None);
             }
-            assemble(repo, w, &dest).await.map(Some)
+            assemble(repo, w, &dest, slots).await.map(Some)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -101,20 +106,22 @@ async fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool> {
         return Ok(false);
     }
     let (p, want) = (path.to_path_buf(), sha256.to_string());
-    blocking(move || {
-        let mut f = std::fs::File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-        let mut h = Hasher::default();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io("read", &p, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+    blocking(move || Ok(sha256_of(&p)? == want)).await
+}
+
+/// The sha256 of a local file, in hex.
+pub fn sha256_of(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut h = Hasher::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            break;
         }
-        Ok(h.finish().0.to_string() == want)
-    })
-    .await
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish().0.to_string())
 }
 
 /// Files were renamed into place: their directories' entries must reach the disk too.

@@ -37,6 +37,9 @@ pub struct RestoreArgs {
     pub target_action: Option<TargetAction>,
     /// Start as a standby (`standby.signal`) instead of a one-off recovery.
     pub standby: bool,
+    /// `primary_conninfo` for a standby that streams from its primary once the archive is
+    /// replayed.
+    pub primary_conninfo: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +171,9 @@ fn write_recovery_settings(args: &RestoreArgs, config: Option<&Path>) -> Result<
     settings.extend(args.target.settings());
     if let Some(action) = args.target_action {
         settings.push(("recovery_target_action", action.to_string()));
+    }
+    if let Some(conninfo) = &args.primary_conninfo {
+        settings.push(("primary_conninfo", conninfo.clone()));
     }
     let mut text =
         std::fs::read_to_string(args.dir.join("postgresql.auto.conf")).unwrap_or_default();

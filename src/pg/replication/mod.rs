@@ -79,6 +79,19 @@ impl ConnParams {
         })
     }
 
+    /// Takes a missing password from a libpq password file's text (`.pgpass` format).
+    pub fn password_from_passfile(&mut self, text: &str) {
+        if self.password.is_some() {
+            return;
+        }
+        let host = match &self.host {
+            Host::Tcp(h) => h.as_str(),
+            Host::Unix(_) => "localhost",
+        };
+        self.password = super::passfile::lookup(text, host, self.port, "replication", &self.user)
+            .map(String::into_bytes);
+    }
+
     fn describe(&self) -> String {
         match &self.host {
             Host::Tcp(h) => format!("{h}:{}", self.port),

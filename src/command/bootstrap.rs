@@ -1,0 +1,38 @@
+//! `pgkeep bootstrap`, Patroni's custom bootstrap method for a point-in-time clone: restore a
+//! backup into the new cluster's data directory, set to recover to the target and promote.
+//! Patroni then starts PostgreSQL, which replays the archive through `pgkeep archive-get` and
+//! promotes: the clone becomes the new cluster's leader. The clone shares the source's system
+//! id, so its own archive must be another repository (or another `repository.cluster`).
+
+use std::path::PathBuf;
+
+use crate::command::restore::{self, RecoveryTarget, RestoreArgs, RestoreReport, TargetAction};
+use crate::config::Config;
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct BootstrapArgs {
+    pub datadir: PathBuf,
+    /// A backup id, or `latest`: the newest that can reach the target.
+    pub backup: String,
+    pub target: RecoveryTarget,
+}
+
+pub async fn run(cfg: &Config, args: BootstrapArgs) -> Result<RestoreReport> {
+    restore::run(
+        cfg,
+        RestoreArgs {
+            dir: args.datadir,
+            backup: Some(args.backup),
+            force: false,
+            delta: false,
+            target: args.target,
+            target_timeline: None,
+            // A clone ends its recovery as a primary of its own: Patroni waits for that.
+            target_action: Some(TargetAction::Promote),
+            standby: false,
+            primary_conninfo: None,
+        },
+    )
+    .await
+}
