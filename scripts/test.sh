@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, then unit, conformance (local, Garage,
-# s3s-fs), fault and end-to-end tests against real PostgreSQL 13/15/16/17 servers.
+# s3s-fs), fault and end-to-end tests against real PostgreSQL 13/15/16/17 servers, and a real
+# three-node Patroni cluster with etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

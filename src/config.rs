@@ -78,6 +78,7 @@ struct RawBackup {
     wal_timeout: Option<String>,
     memory_mib: Option<Lenient<usize>>,
     max_chain: Option<Lenient<u32>>,
+    max_rate: Option<Lenient<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +177,8 @@ pub struct BackupConfig {
     pub memory_mib: usize,
     /// Most incrementals on top of one full; one more is taken as a full.
     pub max_chain: u32,
+    /// What the source may send per second, in kB (BASE_BACKUP MAX_RATE); `None`: no limit.
+    pub max_rate_kb: Option<u32>,
 }
 
 /// The validated configuration every command receives.
@@ -294,6 +297,7 @@ impl Raw {
                     .map(|v| v.get("backup.max_chain"))
                     .transpose()?
                     .unwrap_or(6),
+                max_rate_kb: max_rate(self.backup.max_rate)?,
             },
             patroni: self.patroni.resolve()?,
             create_replica: self.create_replica.resolve()?,
@@ -334,6 +338,18 @@ fn overlay_env(table: &mut toml::Table, vars: &BTreeMap<String, String>) -> Resu
         t.insert(key.to_string(), toml::Value::String(value.clone()));
     }
     Ok(())
+}
+
+/// `backup.max_rate` in kB/s: 0 (the default) for no limit, else what PostgreSQL accepts.
+fn max_rate(raw: Option<Lenient<u32>>) -> Result<Option<u32>> {
+    match raw.map(|v| v.get("backup.max_rate")).transpose()? {
+        None | Some(0) => Ok(None),
+        Some(r) if (32..=1_048_576).contains(&r) => Ok(Some(r)),
+        Some(r) => Err(
+            Error::new(ErrorKind::Config, format!("invalid backup.max_rate {r}"))
+                .hint("kB per second from 32 to 1048576, or 0 for no limit"),
+        ),
+    }
 }
 
 fn duration(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {

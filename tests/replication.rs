@@ -32,6 +32,7 @@ async fn base_backup(conn: &mut ReplConn) -> (Vec<BackupEvent>, BTreeMap<String,
         fast_checkpoint: true,
         manifest: true,
         verify_checksums: true,
+        max_rate_kb: None,
     };
     let mut bb = BaseBackup::start(conn, &opts).await.unwrap();
     let (mut events, mut tar, mut manifest) = (Vec::new(), Vec::new(), Vec::new());

@@ -113,7 +113,7 @@ impl InfoReport {
                     "start_lsn": m.start_lsn, "stop_lsn": m.stop_lsn,
                     "start_time": m.start_time, "stop_time": m.stop_time,
                     "size": plain, "stored_size": stored, "files": m.entries.len(),
-                    "wal_complete": self.wal_complete(m),
+                    "wal_complete": self.wal_complete(m), "source": m.source,
                 })
             })
             .collect();

@@ -73,6 +73,9 @@ fn refusal(m: &Member, policy: &SourcePolicy, leader_tli: Option<u32>) -> Option
     if m.tagged(NOBACKUP_TAG) {
         return Some(format!("tagged {NOBACKUP_TAG}"));
     }
+    if m.host.is_empty() || m.port == 0 {
+        return Some("no connection address published".into());
+    }
     if is_leader(m) {
         return None;
     }

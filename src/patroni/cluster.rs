@@ -23,7 +23,10 @@ pub struct Member {
     /// `http://host:port/patroni`: the member's own REST API.
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Empty (and port 0) while the member has not published its connection address.
+    #[serde(default)]
     pub host: String,
+    #[serde(default)]
     pub port: u16,
     #[serde(default)]
     pub timeline: Option<u32>,
@@ -94,7 +97,7 @@ mod tests {
              "timeline": 2, "lag": 0, "tags": {"nobackup": true}},
             {"name": "n3", "role": "sync_standby", "state": "running", "host": "127.0.0.1",
              "port": 5443, "lag": "unknown", "tags": {"nobackup": "false"}},
-            {"name": "n4", "role": "something_new", "host": "h", "port": 1}
+            {"name": "n4", "role": "something_new"}
         ], "scope": "demo"}"#;
         let c: Cluster = serde_json::from_str(json).unwrap();
         assert_eq!(c.scope.as_deref(), Some("demo"));
@@ -107,6 +110,6 @@ mod tests {
         assert_eq!(n2.api_base().as_deref(), Some("http://127.0.0.1:8012"));
         assert_eq!((n3.role, n3.lag), (Role::SyncStandby, None));
         assert!(!n3.tagged("nobackup"));
-        assert_eq!(n4.role, Role::Other);
+        assert_eq!((n4.role, n4.host.as_str(), n4.port), (Role::Other, "", 0));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod garage;
+pub mod patroni;
 pub mod pgkeep;
 pub mod postgres;
 pub mod proc;

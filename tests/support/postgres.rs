@@ -137,10 +137,10 @@ impl Pg {
             Duration::from_secs(120),
             || {
                 if let Ok(Some(status)) = server.child.try_wait() {
-                    panic!(
-                        "postgres exited early ({status}); see {}",
-                        self.data.with_extension("log").display()
-                    );
+                    // The log goes with the test's temporary directory: show it.
+                    let log = std::fs::read_to_string(self.data.with_extension("log"))
+                        .unwrap_or_default();
+                    panic!("postgres exited early ({status}); its log:\n{log}");
                 }
                 let ok = Command::new("pg_isready")
                     .arg("-h")

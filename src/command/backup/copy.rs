@@ -39,6 +39,8 @@ pub struct Limits {
     pub concurrency: usize,
     /// Cap on part bytes (plaintext and encoded) in flight.
     pub memory_mib: usize,
+    /// The source's send rate cap (BASE_BACKUP MAX_RATE, kB/s).
+    pub max_rate_kb: Option<u32>,
 }
 
 type Worker = tokio::task::JoinHandle<std::result::Result<(), String>>;
@@ -65,6 +67,7 @@ pub async fn stream(
         fast_checkpoint: true,
         manifest: false,
         verify_checksums: false,
+        max_rate_kb: limits.max_rate_kb,
     };
     let mut bb = BaseBackup::start(conn, &bb_opts)
         .await

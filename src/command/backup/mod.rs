@@ -95,6 +95,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     let limits = copy::Limits {
         concurrency: cfg.backup.concurrency,
         memory_mib: cfg.backup.memory_mib,
+        max_rate_kb: cfg.backup.max_rate_kb,
     };
     let copied = copy::stream(repo, &mut conn, &id, parent.clone(), opts, limits).await?;
     // The backup is consistent from its stop position on: a recovery target must not be

@@ -19,6 +19,9 @@ pub struct BaseBackupOptions {
     pub manifest: bool,
     /// Let the server verify page checksums (it then fails the whole backup on a bad page).
     pub verify_checksums: bool,
+    /// The server sends at most this many kB per second (`MAX_RATE`, 32 to 1048576), to spare
+    /// the source's disks; `None`: as fast as it can.
+    pub max_rate_kb: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,9 @@ impl<'a> BaseBackup<'a> {
             if !opts.verify_checksums {
                 o.push("VERIFY_CHECKSUMS false".into());
             }
+            if let Some(rate) = opts.max_rate_kb {
+                o.push(format!("MAX_RATE {rate}"));
+            }
             o.push(format!(
                 "MANIFEST '{}'",
                 if opts.manifest { "yes" } else { "no" }
@@ -83,13 +89,16 @@ impl<'a> BaseBackup<'a> {
             format!("BASE_BACKUP ({})", o.join(", "))
         } else {
             format!(
-                "BASE_BACKUP LABEL '{label}' PROGRESS {}{}NOWAIT MANIFEST '{}'",
+                "BASE_BACKUP LABEL '{label}' PROGRESS {}{}{}NOWAIT MANIFEST '{}'",
                 if opts.fast_checkpoint { "FAST " } else { "" },
                 if opts.verify_checksums {
                     ""
                 } else {
                     "NOVERIFY_CHECKSUMS "
                 },
+                opts.max_rate_kb
+                    .map(|r| format!("MAX_RATE {r} "))
+                    .unwrap_or_default(),
                 if opts.manifest { "yes" } else { "no" }
             )
         };
