@@ -109,6 +109,36 @@ pub enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Remove the backups and WAL the [retention] rules no longer keep (pinned backups and
+    /// everything kept backups need always stay). Prints the plan first.
+    Expire {
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read back every object of every backup (or one) and check WAL continuity; exit 10 on
+    /// any problem.
+    Verify {
+        /// Only this backup (and what it is built on).
+        #[arg(long, value_name = "ID")]
+        backup: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin a backup: retention never expires it, nor what it is built on.
+    Pin {
+        /// The backup id.
+        id: String,
+    },
+    /// Lift a pin.
+    Unpin {
+        /// The backup id.
+        id: String,
+    },
     /// Show the repository and its backups.
     Info {
         /// Machine-readable output.

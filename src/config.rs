@@ -17,13 +17,14 @@ pub use patroni::{CreateReplicaConfig, PatroniConfig};
 
 /// Environment variables that are not configuration keys.
 const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "repository",
     "postgres",
     "archive",
     "backup",
     "patroni",
     "create_replica",
+    "retention",
     "log",
 ];
 /// Where the config is looked for when neither `--config` nor `PGKEEP_CONFIG` names one.
@@ -64,6 +65,8 @@ pub struct Raw {
     patroni: patroni::RawPatroni,
     #[serde(default)]
     create_replica: patroni::RawCreateReplica,
+    #[serde(default)]
+    retention: RawRetention,
     #[serde(default)]
     log: RawLog,
     #[serde(skip)]
@@ -114,6 +117,13 @@ struct RawArchive {
     get_prefetch: Option<Lenient<usize>>,
     spool_path: Option<PathBuf>,
     timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    full: Option<Lenient<usize>>,
+    max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +191,15 @@ pub struct BackupConfig {
     pub max_rate_kb: Option<u32>,
 }
 
+/// What `pgkeep expire` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Newest full backups kept, with their incrementals (at least 1).
+    pub full: usize,
+    /// Every backup younger than this is kept too.
+    pub max_age: Option<Duration>,
+}
+
 /// The validated configuration every command receives.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -191,6 +210,7 @@ pub struct Config {
     /// Set when `[patroni] endpoints` are configured.
     pub patroni: Option<PatroniConfig>,
     pub create_replica: CreateReplicaConfig,
+    pub retention: RetentionConfig,
     pub log_level: String,
     /// The configuration file read, if any (restore writes it into restore_command).
     pub path: Option<PathBuf>,
@@ -301,6 +321,28 @@ impl Raw {
             },
             patroni: self.patroni.resolve()?,
             create_replica: self.create_replica.resolve()?,
+            retention: RetentionConfig {
+                full: match self
+                    .retention
+                    .full
+                    .map(|v| v.get("retention.full"))
+                    .transpose()?
+                {
+                    Some(0) => {
+                        return Err(Error::new(
+                            ErrorKind::Config,
+                            "retention.full must be at least 1",
+                        )
+                        .hint("expire always keeps the newest full backup; set full = 1 or more"));
+                    }
+                    n => n.unwrap_or(2),
+                },
+                max_age: self
+                    .retention
+                    .max_age
+                    .map(|a| duration("retention.max_age", Some(a), Duration::ZERO))
+                    .transpose()?,
+            },
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,
         })

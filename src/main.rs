@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use pgkeep::cli::{self, Cli, Command, TargetArgs};
 use pgkeep::command::{
-    archive_get, archive_push, backup, bootstrap, create_replica, info, init, restore,
+    archive_get, archive_push, backup, bootstrap, create_replica, expire, info, init, pin, restore,
+    verify,
 };
 use pgkeep::config::{Config, Raw};
 use pgkeep::error::{Error, ErrorKind};
@@ -44,6 +45,30 @@ fn init_logging(cfg: &Config, vars: &BTreeMap<String, String>) {
         .with_target(false)
         .compact()
         .try_init();
+}
+
+fn expire_table(r: &expire::ExpireReport) -> String {
+    let p = &r.plan;
+    let mut out = String::new();
+    for k in &p.keep {
+        out.push_str(&format!("keep   {}  {}\n", k.id, k.why));
+    }
+    for id in &p.expire {
+        out.push_str(&format!("expire {id}\n"));
+    }
+    match p.wal_kept_from {
+        Some(from) => out.push_str(&format!(
+            "wal: {} file(s) before segment number {from:X} expire; history files stay\n",
+            p.wal.len()
+        )),
+        None => out.push_str("wal: nothing expires (no backup kept)\n"),
+    }
+    out.push_str(if r.executed {
+        "done: manifests first, then their objects, then the wal\n"
+    } else {
+        "dry run: nothing was changed\n"
+    });
+    out
 }
 
 fn bad_target(e: String) -> Error {
@@ -234,6 +259,40 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                     r.bytes as f64 / 1048576.0,
                     r.elapsed.as_secs_f64()
                 );
+            }
+            Command::Expire { dry_run, json } => {
+                let r = expire::run(cfg, expire::ExpireArgs { dry_run }).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"plan": r.plan, "executed": r.executed, "objects": r.objects})
+                    );
+                } else {
+                    print!("{}", expire_table(&r));
+                }
+            }
+            Command::Verify { backup, json } => {
+                let r = verify::run(cfg, verify::VerifyArgs { backup }).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                } else {
+                    print!("{}", r.table());
+                }
+                if r.problems() > 0 {
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!("verify found {} problem(s) in {}", r.problems(), r.repository),
+                    )
+                    .hint("restore from a backup verify passes; take a new full backup"));
+                }
+            }
+            Command::Pin { id } => {
+                pin::pin(cfg, &id).await?;
+                println!("pinned backup {id}: expire keeps it and what it is built on");
+            }
+            Command::Unpin { id } => {
+                pin::unpin(cfg, &id).await?;
+                println!("unpinned backup {id}");
             }
             Command::Info { json } => {
                 let r = info::run(cfg).await?;

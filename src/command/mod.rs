@@ -8,11 +8,14 @@ pub mod backup;
 pub mod backups;
 pub mod bootstrap;
 pub mod create_replica;
+pub mod expire;
 pub mod info;
 pub mod init;
+pub mod pin;
 pub mod restore;
 pub mod spool;
 pub mod verified;
+pub mod verify;
 pub mod wal_ranges;
 
 use std::future::Future;

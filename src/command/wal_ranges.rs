@@ -82,6 +82,28 @@ impl WalSummary {
         }
     }
 
+    /// The segments of `from`'s timeline missing from `from` up to the newest archived segment
+    /// of that timeline.
+    pub fn missing_from(&self, from: WalSegmentName, seg: WalSegSize) -> Vec<String> {
+        let newest = self
+            .segments
+            .iter()
+            .filter(|s| s.tli == from.tli)
+            .map(|s| s.segno)
+            .max();
+        let Some(newest) = newest else {
+            return vec![from.file_name(seg)];
+        };
+        (from.segno..=newest)
+            .map(|segno| WalSegmentName {
+                tli: from.tli,
+                segno,
+            })
+            .filter(|s| self.segments.binary_search(s).is_err())
+            .map(|s| s.file_name(seg))
+            .collect()
+    }
+
     /// Whether every segment from `start` to `stop` on `tli` is archived.
     pub fn covers(&self, tli: Timeline, start: Lsn, stop: Lsn, seg: WalSegSize) -> bool {
         let (first, last) = (

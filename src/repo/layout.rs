@@ -10,6 +10,7 @@
 //! <prefix>/<cluster>/backups/<id>/parts/<n>/<path>  part n > 0 of a file larger than a part
 //! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
 //! <prefix>/<cluster>/locks/<job>.json           lease: one backup (or expiry) at a time
+//! <prefix>/<cluster>/pins/<id>.json              a pinned backup: retention never expires it
 //! ```
 
 use object_store::path::Path;
@@ -38,6 +39,8 @@ pub enum RepoKey {
     Manifest(String),
     /// The lease of a job that must not run twice at once (`backup`).
     Lease(String),
+    /// A backup an operator pinned (`pgkeep pin`): retention never expires it.
+    Pin(String),
 }
 
 impl RepoKey {
@@ -86,6 +89,11 @@ impl Layout {
         Path::from(format!("{}/backups/{backup}", self.root))
     }
 
+    /// The folder holding the pins.
+    pub fn pins_dir(&self) -> Path {
+        Path::from(format!("{}/pins", self.root))
+    }
+
     /// The folder holding every WAL object.
     pub fn wal_root(&self) -> Path {
         Path::from(format!("{}/wal", self.root))
@@ -114,6 +122,7 @@ impl Layout {
             }
             RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
             RepoKey::Lease(job) => format!("locks/{job}.json"),
+            RepoKey::Pin(backup) => format!("pins/{backup}.json"),
         };
         Path::from(format!("{}/{rel}", self.root))
     }
@@ -159,6 +168,10 @@ mod tests {
         assert_eq!(
             l.path(&part(2)).as_ref(),
             "pg/prod/main/backups/20261121T220000Z-F/parts/2/base/5/16384"
+        );
+        assert_eq!(
+            l.path(&RepoKey::Pin("20261121T220000Z-F".into())).as_ref(),
+            "pg/prod/main/pins/20261121T220000Z-F.json"
         );
         let local = Layout::new(&StoreConfig::Local { path: "/x".into() }, "c1");
         let p = WalFileName::parse("000000010000000000000003.partial", seg).unwrap();

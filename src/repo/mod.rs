@@ -247,6 +247,26 @@ impl Repo {
         Ok(Some(paths.len()))
     }
 
+    /// The ids of the pinned backups.
+    pub async fn pinned(&self) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let dir = self.layout.pins_dir();
+        let mut ids: Vec<String> = retry::transient(|| async {
+            self.store
+                .list(Some(&dir))
+                .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
+                .try_collect::<Vec<String>>()
+                .await
+                .map_err(|e| store::error("list", &dir, e))
+        })
+        .await?
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+        .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// The file names of every WAL object (segments, partials, history and backup files).
     pub async fn wal_file_names(&self) -> Result<Vec<String>> {
         retry::transient(|| self.wal_file_names_once()).await

@@ -1,0 +1,120 @@
+//! `pgkeep expire [--dry-run]`: remove what the retention rules (`[retention]`) no longer keep.
+//! Phases: take the backup lease (no backup runs meanwhile, so none builds on what goes), gather
+//! the facts, plan (pure, printed), then — unless a dry run — execute: manifests first (newest
+//! first: a backup stops existing before anything it needs goes), then their objects, then the
+//! WAL no kept backup needs. A crash midway leaves folders without a manifest, which the next
+//! backup removes as leftovers: never a listed backup with missing parts.
+
+pub mod plan;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::command::backups;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::Manifest;
+use crate::pg::{WalFileName, WalSegSize, WalSegmentName};
+use crate::repo::lease::Lease;
+use crate::repo::{Repo, RepoKey};
+pub use plan::{BackupFacts, ExpirePlan, RetentionPolicy};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExpireArgs {
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpireReport {
+    pub plan: ExpirePlan,
+    pub executed: bool,
+    /// Backup objects deleted.
+    pub objects: usize,
+}
+
+/// The lease expiry shares with backups: one of them at a time per repository.
+const LEASE: &str = "backup";
+const LEASE_TTL: Duration = Duration::from_secs(600);
+
+pub async fn run(cfg: &Config, args: ExpireArgs) -> Result<ExpireReport> {
+    let repo = Repo::open(&cfg.repository).await?;
+    let lease = Lease::acquire(&repo, LEASE, LEASE_TTL).await?;
+    let result = expire(cfg, &repo, &args).await;
+    lease.release().await?;
+    result
+}
+
+async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireReport> {
+    // Gather: committed backups, pins, WAL files.
+    let seg = repo.info().seg_size;
+    let pins = repo.pinned().await?;
+    let facts = backups::list(repo)
+        .await?
+        .iter()
+        .map(|m| facts(m, &pins, seg))
+        .collect::<Result<Vec<_>>>()?;
+    let wal = repo.wal_file_names().await?;
+
+    // Plan.
+    let policy = RetentionPolicy {
+        full: cfg.retention.full,
+        max_age: cfg
+            .retention
+            .max_age
+            .and_then(|a| chrono::Duration::from_std(a).ok()),
+    };
+    let system = repo.info().system_id.to_string();
+    let plan = plan::plan(&policy, &facts, &system, &wal, seg, Utc::now());
+    if args.dry_run {
+        return Ok(ExpireReport {
+            plan,
+            executed: false,
+            objects: 0,
+        });
+    }
+
+    // Execute: metadata before data.
+    for id in &plan.expire {
+        repo.delete(&RepoKey::Manifest(id.to_string())).await?;
+    }
+    let mut objects = 0;
+    for id in &plan.expire {
+        objects += repo
+            .delete_uncommitted_backup(id.as_str())
+            .await?
+            .unwrap_or(0);
+    }
+    for name in &plan.wal {
+        let file = WalFileName::parse(name, seg).map_err(|e| Error::new(ErrorKind::Internal, e))?;
+        repo.delete(&RepoKey::wal(&file, seg)).await?;
+    }
+    Ok(ExpireReport {
+        plan,
+        executed: true,
+        objects,
+    })
+}
+
+fn facts(m: &Manifest, pins: &[String], seg: WalSegSize) -> Result<BackupFacts> {
+    let corrupt = |e: String| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("manifest of backup {} is damaged: {e}", m.id),
+        )
+        .hint("expire refuses to plan around a manifest it cannot read; run 'pgkeep verify'")
+    };
+    let stop_time: DateTime<Utc> = DateTime::parse_from_rfc3339(&m.stop_time)
+        .map_err(|e| corrupt(e.to_string()))?
+        .with_timezone(&Utc);
+    let start = m.start_lsn().map_err(corrupt)?;
+    Ok(BackupFacts {
+        id: m.id.clone(),
+        kind: m.kind,
+        parent: m.parent.clone(),
+        system_id: m.system_id.clone(),
+        stop_time,
+        start_segno: WalSegmentName::containing(m.timeline(), start, seg).segno,
+        pinned: pins.iter().any(|p| p == m.id.as_str()),
+    })
+}

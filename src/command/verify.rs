@@ -1,0 +1,234 @@
+//! `pgkeep verify [--backup ID] [--json]`: prove the repository is whole. Every object every
+//! (selected) backup needs — its own and its parents' — is read back and decoded: it must exist,
+//! match its header's size and sha256, and be the part its manifest committed. WAL must be
+//! continuous from each backup's start to the newest segment of its timeline, and every later
+//! timeline without gaps. Problems are listed, not fatal one by one; any problem makes the
+//! command fail (exit 10).
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::command::wal_ranges::WalSummary;
+use crate::command::{backups, blocking};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{EntryKind, Manifest};
+use crate::pg::WalSegmentName;
+use crate::pipeline;
+use crate::repo::{Repo, RepoKey};
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyArgs {
+    pub backup: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupCheck {
+    pub id: String,
+    /// Objects this backup needs (its own and its parents').
+    pub objects: usize,
+    /// Their plaintext bytes.
+    pub bytes: u64,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub repository: String,
+    pub backups: Vec<BackupCheck>,
+    pub wal_problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn problems(&self) -> usize {
+        self.wal_problems.len() + self.backups.iter().map(|b| b.problems.len()).sum::<usize>()
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!("verify {}\n", self.repository);
+        for b in &self.backups {
+            let state = if b.problems.is_empty() {
+                "ok"
+            } else {
+                "DAMAGED"
+            };
+            out.push_str(&format!(
+                "backup {}: {state}, {} objects, {:.1} MiB read back\n",
+                b.id,
+                b.objects,
+                b.bytes as f64 / 1048576.0
+            ));
+            for p in &b.problems {
+                out.push_str(&format!("  {p}\n"));
+            }
+        }
+        if self.wal_problems.is_empty() {
+            out.push_str("wal: continuous from every backup's start\n");
+        }
+        for p in &self.wal_problems {
+            out.push_str(&format!("wal: {p}\n"));
+        }
+        out
+    }
+}
+
+/// One stored object a backup needs: where it is and what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Needed {
+    backup: String,
+    path: String,
+    part: u32,
+    sha256: Option<String>,
+}
+
+pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
+    let repo = Repo::open(&cfg.repository).await?;
+    let all = backups::list(&repo).await?;
+    let selected: Vec<&Manifest> = match &args.backup {
+        Some(id) => {
+            let m = all.iter().find(|m| m.id.as_str() == id).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("no backup {id} in {}", repo.location()),
+                )
+                .hint("'pgkeep info' lists the backups")
+            })?;
+            vec![m]
+        }
+        None => all.iter().collect(),
+    };
+
+    // Objects: each read back once, however many backups share it.
+    let mut results: BTreeMap<Needed, (u64, Option<String>)> = BTreeMap::new();
+    let mut checks = Vec::new();
+    for m in &selected {
+        let needed = needed(m);
+        let todo: Vec<Needed> = needed
+            .iter()
+            .filter(|n| !results.contains_key(*n))
+            .cloned()
+            .collect();
+        let checked: Vec<(Needed, (u64, Option<String>))> = futures::stream::iter(todo)
+            .map(|n| {
+                let repo = &repo;
+                async move {
+                    let outcome = check(repo, &n).await;
+                    (n, outcome)
+                }
+            })
+            .buffer_unordered(cfg.backup.concurrency.max(1))
+            .collect()
+            .await;
+        results.extend(checked);
+        let mut problems: Vec<String> = needed
+            .iter()
+            .filter_map(|n| results.get(n).and_then(|(_, p)| p.clone()))
+            .collect();
+        problems.sort();
+        checks.push(BackupCheck {
+            id: m.id.to_string(),
+            objects: needed.len(),
+            bytes: needed
+                .iter()
+                .filter_map(|n| results.get(n))
+                .map(|(b, _)| b)
+                .sum(),
+            problems,
+        });
+    }
+
+    // WAL: continuous from each backup's start.
+    let seg = repo.info().seg_size;
+    let summary = WalSummary::new(&repo.wal_file_names().await?, seg);
+    let mut wal_problems = Vec::new();
+    for m in &selected {
+        let Ok(start) = m.start_lsn() else {
+            wal_problems.push(format!("backup {}: unreadable start lsn", m.id));
+            continue;
+        };
+        let from = WalSegmentName::containing(m.timeline(), start, seg);
+        for missing in summary.missing_from(from, seg) {
+            wal_problems.push(format!(
+                "{missing} missing (backup {} replays from {})",
+                m.id,
+                from.file_name(seg)
+            ));
+        }
+    }
+    let oldest_tli = selected
+        .iter()
+        .map(|m| m.timeline)
+        .min()
+        .unwrap_or(u32::MAX);
+    for g in summary.gaps.iter().filter(|g| g.timeline > oldest_tli) {
+        wal_problems.push(format!(
+            "timeline {} gap {} .. {}",
+            g.timeline, g.first_missing, g.last_missing
+        ));
+    }
+    wal_problems.sort();
+    wal_problems.dedup();
+    Ok(VerifyReport {
+        repository: repo.location().to_string(),
+        backups: checks,
+        wal_problems,
+    })
+}
+
+/// Every object restoring `m` reads.
+fn needed(m: &Manifest) -> Vec<Needed> {
+    let mut out = Vec::new();
+    for e in &m.entries {
+        let EntryKind::File { layers, .. } = &e.kind else {
+            continue;
+        };
+        for l in layers {
+            for part in 0..l.parts {
+                out.push(Needed {
+                    backup: l.backup.to_string(),
+                    path: e.path.clone(),
+                    part,
+                    sha256: l.part_sha256.get(part as usize).cloned(),
+                });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads one object back: its plaintext size, and what is wrong with it, if anything.
+async fn check(repo: &Repo, n: &Needed) -> (u64, Option<String>) {
+    let what = format!("{} (part {}) of backup {}", n.path, n.part, n.backup);
+    let key = RepoKey::BackupFile {
+        backup: n.backup.clone(),
+        path: n.path.clone(),
+        part: n.part,
+    };
+    let stored = match repo.get(&key).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return (0, Some(format!("{what}: missing"))),
+        Err(e) => return (0, Some(format!("{what}: cannot read: {}", e.one_line()))),
+    };
+    let want = n.sha256.clone();
+    let decoded = blocking(move || {
+        Ok(pipeline::decode(&stored, std::io::sink())
+            .map_err(|e| e.to_string())
+            .and_then(|h| match want {
+                Some(w) if w != h.sha256.to_string() => Err(format!(
+                    "not the part its manifest committed (sha256 {}, expected {w})",
+                    h.sha256
+                )),
+                _ => Ok(h.plain_size),
+            }))
+    })
+    .await;
+    match decoded {
+        Ok(Ok(size)) => (size, None),
+        Ok(Err(e)) => (0, Some(format!("{what}: {e}"))),
+        Err(e) => (0, Some(format!("{what}: {}", e.one_line()))),
+    }
+}
