@@ -6,7 +6,9 @@ use crate::manifest::Manifest;
 use crate::pipeline;
 use crate::repo::{Repo, RepoKey};
 
-/// Every committed backup, oldest first.
+/// Every committed backup, oldest first — by the time it became consistent: ids order by
+/// their second and then kind, so a full and an incremental of the same second would sort by
+/// kind.
 pub async fn list(repo: &Repo) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for id in repo.backup_folders().await? {
@@ -14,6 +16,7 @@ pub async fn list(repo: &Repo) -> Result<Vec<Manifest>> {
             out.push(m);
         }
     }
+    out.sort_by(|a, b| a.stop_time.cmp(&b.stop_time).then(a.id.cmp(&b.id)));
     Ok(out)
 }
 

@@ -36,6 +36,17 @@ pub fn archiving_primary(
             repo.display()
         ),
     );
+    archiving_primary_with(pk, bin, dir, extra, initdb)
+}
+
+/// Like `archiving_primary`, for a pgkeep configured by the caller (e.g. an S3 repository).
+pub fn archiving_primary_with(
+    pk: Pgkeep,
+    bin: &Path,
+    dir: &Path,
+    extra: &[&str],
+    initdb: &[&str],
+) -> (Pgkeep, Pg, String) {
     let mut primary = Pg::initdb_with(bin, dir, "primary", initdb);
     let mut conf = vec![
         "wal_level = replica".to_string(),
@@ -48,7 +59,10 @@ pub fn archiving_primary(
     conf.extend(extra.iter().map(|s| s.to_string()));
     primary.configure(&conf);
     pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
-    chown_postgres(&repo);
+    // A local repository created by `init` (as root) must be writable by the archiver.
+    if dir.join("repo").exists() {
+        chown_postgres(&dir.join("repo"));
+    }
     primary.start();
     let source = format!(
         "host={} port={} user=postgres",
