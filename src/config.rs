@@ -13,11 +13,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::Compression;
 
 mod patroni;
+mod scheduler;
 pub use patroni::{CreateReplicaConfig, PatroniConfig};
+pub use scheduler::{JobConfig, JobKind, SchedulerConfig};
 
 /// Environment variables that are not configuration keys.
 const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "repository",
     "postgres",
     "archive",
@@ -25,6 +27,7 @@ const SECTIONS: [&str; 8] = [
     "patroni",
     "create_replica",
     "retention",
+    "scheduler",
     "log",
 ];
 /// Where the config is looked for when neither `--config` nor `PGKEEP_CONFIG` names one.
@@ -67,6 +70,8 @@ pub struct Raw {
     create_replica: patroni::RawCreateReplica,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    scheduler: scheduler::RawScheduler,
     #[serde(default)]
     log: RawLog,
     #[serde(skip)]
@@ -211,6 +216,7 @@ pub struct Config {
     pub patroni: Option<PatroniConfig>,
     pub create_replica: CreateReplicaConfig,
     pub retention: RetentionConfig,
+    pub scheduler: SchedulerConfig,
     pub log_level: String,
     /// The configuration file read, if any (restore writes it into restore_command).
     pub path: Option<PathBuf>,
@@ -343,6 +349,7 @@ impl Raw {
                     .map(|a| duration("retention.max_age", Some(a), Duration::ZERO))
                     .transpose()?,
             },
+            scheduler: self.scheduler.resolve()?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,
         })

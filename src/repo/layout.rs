@@ -11,6 +11,7 @@
 //! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
 //! <prefix>/<cluster>/locks/<job>.json           lease: one backup (or expiry) at a time
 //! <prefix>/<cluster>/pins/<id>.json              a pinned backup: retention never expires it
+//! <prefix>/<cluster>/scheduler/<job>.json        pgkeepd: when a job last started and ended
 //! ```
 
 use object_store::path::Path;
@@ -41,6 +42,8 @@ pub enum RepoKey {
     Lease(String),
     /// A backup an operator pinned (`pgkeep pin`): retention never expires it.
     Pin(String),
+    /// pgkeepd's record of one job's last run, shared by every daemon of the repository.
+    JobState(String),
 }
 
 impl RepoKey {
@@ -123,6 +126,7 @@ impl Layout {
             RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
             RepoKey::Lease(job) => format!("locks/{job}.json"),
             RepoKey::Pin(backup) => format!("pins/{backup}.json"),
+            RepoKey::JobState(job) => format!("scheduler/{job}.json"),
         };
         Path::from(format!("{}/{rel}", self.root))
     }

@@ -22,6 +22,14 @@ use crate::pipeline::{HEADER_LEN, ObjectHeader};
 pub use info::{CreateMode, RepoInfo};
 pub use layout::{Layout, RepoKey};
 
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub name: String,
+    pub size: u64,
+    pub stored_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What a create-if-absent write found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -245,6 +253,25 @@ impl Repo {
             }
         }
         Ok(Some(paths.len()))
+    }
+
+    /// Every WAL object with its size and when it was stored, for ages and totals.
+    pub async fn wal_objects(&self) -> Result<Vec<StoredObject>> {
+        use futures::TryStreamExt;
+        let dir = self.layout.wal_root();
+        retry::transient(|| async {
+            self.store
+                .list(Some(&dir))
+                .map_ok(|m| StoredObject {
+                    name: m.location.filename().unwrap_or_default().to_string(),
+                    size: m.size,
+                    stored_at: m.last_modified,
+                })
+                .try_collect::<Vec<StoredObject>>()
+                .await
+                .map_err(|e| store::error("list", &dir, e))
+        })
+        .await
     }
 
     /// The ids of the pinned backups.

@@ -1,0 +1,182 @@
+//! The daemon's HTTP endpoints: `/healthz` (always open: the daemon runs), `/status` (JSON:
+//! each job's last run, result, duration and next run; the newest backup of each type; the
+//! newest archived WAL and its age; the last verify) and `/metrics` (Prometheus text format,
+//! encoded by prometheus-client). With `scheduler.token` set, `/status` and `/metrics` want
+//! `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::clock::Clock;
+use crate::state::{self, Shared, Status};
+
+#[derive(Clone)]
+pub struct Http {
+    pub status: Shared,
+    pub token: Option<String>,
+    pub clock: Clock,
+}
+
+pub fn router(h: Http) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(h))
+}
+
+fn authorised(h: &Http, headers: &HeaderMap) -> bool {
+    let Some(token) = &h.token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| given == token)
+}
+
+async fn status(State(h): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    if !authorised(&h, &headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let snapshot = state::with(&h.status, |s| s.clone());
+    let mut v = serde_json::to_value(&snapshot).unwrap_or_default();
+    v["repository"]["newest_wal_age_seconds"] = serde_json::json!(wal_age(&snapshot, &h.clock));
+    axum::Json(v).into_response()
+}
+
+fn wal_age(s: &Status, clock: &Clock) -> Option<f64> {
+    s.repository
+        .newest_wal_stored_at
+        .map(|t| (clock.now() - t).num_milliseconds() as f64 / 1000.0)
+}
+
+async fn metrics(State(h): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    if !authorised(&h, &headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let snapshot = state::with(&h.status, |s| s.clone());
+    let mut text = String::new();
+    match encode(&mut text, &registry(&snapshot, &h.clock)) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+/// A registry filled from one status snapshot (built per scrape: the status is the truth).
+fn registry(s: &Status, clock: &Clock) -> Registry {
+    let mut r = Registry::with_prefix("pgkeep");
+    let last_backup = Family::<Labels, FloatGauge>::default();
+    let backup_duration = Family::<Labels, FloatGauge>::default();
+    for (kind, b) in &s.repository.newest_backup {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&b.stop_time) {
+            last_backup
+                .get_or_create(&label("type", kind))
+                .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+        if let Some(d) = b.duration_seconds {
+            backup_duration.get_or_create(&label("type", kind)).set(d);
+        }
+    }
+    r.register(
+        "last_successful_backup_timestamp_seconds",
+        "When the newest committed backup of each type became consistent",
+        last_backup,
+    );
+    r.register(
+        "backup_duration_seconds",
+        "How long the newest committed backup of each type took",
+        backup_duration,
+    );
+    let wal_age_gauge = FloatGauge::default();
+    if let Some(age) = wal_age(s, clock) {
+        wal_age_gauge.set(age);
+    }
+    r.register(
+        "archive_newest_segment_age_seconds",
+        "Seconds since the newest WAL file reached the archive",
+        wal_age_gauge,
+    );
+    let bytes = Gauge::<i64>::default();
+    bytes.set(i64::try_from(s.repository.repository_bytes).unwrap_or(i64::MAX));
+    r.register(
+        "repository_bytes",
+        "Bytes the repository holds: backup objects and WAL",
+        bytes,
+    );
+    let runs = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Counter>::default();
+    let skipped = Family::<Labels, Counter>::default();
+    let last_success = Family::<Labels, FloatGauge>::default();
+    let running = Family::<Labels, Gauge>::default();
+    for (name, j) in &s.jobs {
+        let l = label("job", name);
+        runs.get_or_create(&l).inc_by(j.runs_total);
+        failures.get_or_create(&l).inc_by(j.failures_total);
+        skipped.get_or_create(&l).inc_by(j.skipped_total);
+        running
+            .get_or_create(&l)
+            .set(i64::from(j.running_since.is_some()));
+        if let Some(t) = j.last_success {
+            last_success
+                .get_or_create(&l)
+                .set(t.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+    r.register("job_runs", "Runs of each job by this daemon", runs);
+    r.register(
+        "job_failures",
+        "Failed runs of each job by this daemon",
+        failures,
+    );
+    r.register(
+        "job_skipped",
+        "Occurrences of each job left to another daemon",
+        skipped,
+    );
+    r.register(
+        "job_last_success_timestamp_seconds",
+        "When each job last succeeded on this daemon",
+        last_success,
+    );
+    r.register(
+        "job_running",
+        "1 while the job runs on this daemon",
+        running,
+    );
+    if let Some(v) = &s.repository.last_verify {
+        let problems = Gauge::<i64>::default();
+        problems.set(i64::try_from(v.problems).unwrap_or(i64::MAX));
+        r.register(
+            "verify_problems",
+            "Problems the last verify found (0: the repository is whole)",
+            problems,
+        );
+    }
+    r
+}

@@ -1,0 +1,27 @@
+//! pgkeepd, the scheduled backup daemon: runs pgkeep's own commands (backup, expire, verify) on
+//! cron schedules, one at a time per job across every daemon of a repository, and tells
+//! Prometheus and humans how it went.
+//!
+//! # The map
+//!
+//! ```text
+//! schedule   cron expressions (5 fields, 0 = Sunday; or 6 with seconds) -> next / previous fire
+//! clock      wall-clock time that tokio's paused test clock can drive
+//! jobs       the Job trait and the job kinds (backup full/incr, expire, verify): each calls the
+//!            same pgkeep::command::*::run the CLI does; new kinds implement Job
+//! state      what the daemon knows (per-job runs, newest backups, WAL age, last verify) and the
+//!            per-job record kept in the repository (scheduler/<job>.json)
+//! runner     one job's loop: wait for the fire, take the job's lease, skip an occurrence
+//!            another daemon already ran, run, record
+//! http       /healthz, /status (JSON), /metrics (Prometheus text), optional bearer token
+//! daemon     starts the runners and the HTTP server; SIGTERM: no new runs, running jobs get
+//!            the grace period, then are cancelled (every pgkeep write path is crash-safe)
+//! ```
+
+pub mod clock;
+pub mod daemon;
+pub mod http;
+pub mod jobs;
+pub mod runner;
+pub mod schedule;
+pub mod state;

@@ -1,0 +1,162 @@
+//! What the daemon knows and shows: each job's last run (start, end, result, duration), its next
+//! fire and its counters; the newest backup of each type; the newest archived WAL; the last
+//! verify. Also the per-job record every daemon of a repository shares
+//! (`scheduler/<job>.json`): when the job last started and finished, so an occurrence one
+//! daemon ran is not run again by another, and one missed while all were down runs at start.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use pgkeep::error::Result;
+use pgkeep::repo::{Repo, RepoKey};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Cancelled by shutdown after the grace period.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub duration_seconds: f64,
+    /// The error line, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it did, in a line (e.g. the backup id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Which daemon ran it (host:pid).
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct JobStatus {
+    pub kind: String,
+    pub schedule: String,
+    pub next_run: Option<DateTime<Utc>>,
+    pub running_since: Option<DateTime<Utc>>,
+    pub last_run: Option<Run>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub runs_total: u64,
+    pub failures_total: u64,
+    /// Occurrences left to another daemon (it held the job's lease, or had run them).
+    pub skipped_total: u64,
+    /// The runs this daemon made, newest last (at most 50).
+    pub history: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSeen {
+    pub id: String,
+    pub stop_time: String,
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RepoStatus {
+    /// Newest committed backup of each type (`full`, `incr`).
+    pub newest_backup: BTreeMap<String, BackupSeen>,
+    pub newest_wal: Option<String>,
+    pub newest_wal_stored_at: Option<DateTime<Utc>>,
+    /// Backup objects and WAL stored, in bytes.
+    pub repository_bytes: u64,
+    pub last_verify: Option<VerifySeen>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySeen {
+    pub at: DateTime<Utc>,
+    pub problems: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Status {
+    pub started: Option<DateTime<Utc>>,
+    pub jobs: BTreeMap<String, JobStatus>,
+    pub repository: RepoStatus,
+}
+
+pub type Shared = Arc<Mutex<Status>>;
+
+/// Runs `f` on the shared status (a poisoned lock still holds usable data).
+pub fn with<T>(s: &Shared, f: impl FnOnce(&mut Status) -> T) -> T {
+    let mut guard = s.lock().unwrap_or_else(|p| p.into_inner());
+    f(&mut guard)
+}
+
+/// The record of a job shared through the repository.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct JobRecord {
+    /// The occurrence (scheduled fire time) last started, by whichever daemon.
+    pub last_fire: Option<DateTime<Utc>>,
+    pub last_started: Option<DateTime<Utc>>,
+    pub last_finished: Option<DateTime<Utc>>,
+    pub last_outcome: Option<Outcome>,
+}
+
+pub async fn read_record(repo: &Repo, job: &str) -> Result<JobRecord> {
+    let bytes = repo.get(&RepoKey::JobState(job.to_string())).await?;
+    // An unreadable record is no record: the job then runs, which is the safe side.
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+pub async fn write_record(repo: &Repo, job: &str, r: &JobRecord) -> Result<()> {
+    let json = serde_json::to_vec(r).unwrap_or_default();
+    repo.put(&RepoKey::JobState(job.to_string()), json.into())
+        .await
+}
+
+/// Refreshes what the status says of the repository: newest backups, newest WAL, bytes.
+pub async fn refresh_repository(cfg: &pgkeep::config::Config, shared: &Shared) -> Result<()> {
+    let repo = Repo::open(&cfg.repository).await?;
+    let backups = pgkeep::command::backups::list(&repo).await?;
+    let wal = repo.wal_objects().await?;
+    let mut newest = BTreeMap::new();
+    let mut bytes: u64 = wal.iter().map(|o| o.size).sum();
+    for m in &backups {
+        bytes += m.sizes().1;
+        let kind = match m.kind {
+            pgkeep::manifest::BackupKind::Full => "full",
+            pgkeep::manifest::BackupKind::Incremental => "incr",
+        };
+        let started = DateTime::parse_from_rfc3339(&m.start_time).ok();
+        let stopped = DateTime::parse_from_rfc3339(&m.stop_time).ok();
+        newest.insert(
+            kind.to_string(),
+            BackupSeen {
+                id: m.id.to_string(),
+                stop_time: m.stop_time.clone(),
+                duration_seconds: started
+                    .zip(stopped)
+                    .map(|(a, b)| (b - a).num_milliseconds() as f64 / 1000.0),
+            },
+        );
+    }
+    let newest_wal = wal
+        .iter()
+        .filter(|o| !o.name.ends_with(".history") && !o.name.contains('#'))
+        .max_by(|a, b| {
+            // Segment numbers grow across timelines: compare them before the timeline.
+            let pos = |n: &str| n.get(8..).unwrap_or_default().to_string();
+            pos(&a.name).cmp(&pos(&b.name)).then(a.name.cmp(&b.name))
+        });
+    with(shared, |s| {
+        s.repository.newest_backup = newest;
+        s.repository.newest_wal = newest_wal.map(|o| o.name.clone());
+        s.repository.newest_wal_stored_at = newest_wal.map(|o| o.stored_at);
+        s.repository.repository_bytes = bytes;
+    });
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The `[scheduler]` section, read by `pgkeepd`: where its HTTP endpoints listen, the bearer
+//! token that guards them, how long running jobs get on SIGTERM, the job lease's time to live,
+//! and the jobs (`[[scheduler.jobs]]`: name, kind, cron schedule). Schedules stay text here:
+//! `pgkeepd` parses them (the `pgkeep` binary links no cron parser).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScheduler {
+    listen: Option<String>,
+    token: Option<String>,
+    grace: Option<String>,
+    lease_ttl: Option<String>,
+    #[serde(default)]
+    jobs: Vec<RawJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: String,
+    kind: String,
+    schedule: String,
+}
+
+/// What a job does. More kinds (restore tests) slot in beside these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    BackupFull,
+    BackupIncr,
+    Expire,
+    Verify,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::BackupFull => "backup-full",
+            JobKind::BackupIncr => "backup-incr",
+            JobKind::Expire => "expire",
+            JobKind::Verify => "verify",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobConfig {
+    pub name: String,
+    pub kind: JobKind,
+    /// Standard 5-field crontab (minute hour day-of-month month day-of-week, 0 = Sunday), or 6
+    /// fields with a leading seconds field.
+    pub schedule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    pub listen: String,
+    pub token: Option<String>,
+    pub grace: Duration,
+    pub lease_ttl: Duration,
+    pub jobs: Vec<JobConfig>,
+}
+
+impl RawScheduler {
+    pub(super) fn resolve(self) -> Result<SchedulerConfig> {
+        let mut jobs: Vec<JobConfig> = Vec::new();
+        for j in self.jobs {
+            let kind = match j.kind.as_str() {
+                "backup-full" => JobKind::BackupFull,
+                "backup-incr" => JobKind::BackupIncr,
+                "expire" => JobKind::Expire,
+                "verify" => JobKind::Verify,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("invalid kind '{other}' of scheduler job '{}'", j.name),
+                    )
+                    .hint("a job's kind is backup-full, backup-incr, expire or verify"));
+                }
+            };
+            let valid_name = !j.name.is_empty()
+                && j.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !valid_name || jobs.iter().any(|o| o.name == j.name) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("invalid or repeated scheduler job name '{}'", j.name),
+                )
+                .hint("job names are unique and use letters, digits, '-' and '_'"));
+            }
+            jobs.push(JobConfig {
+                name: j.name,
+                kind,
+                schedule: j.schedule,
+            });
+        }
+        Ok(SchedulerConfig {
+            listen: self.listen.unwrap_or_else(|| "127.0.0.1:9187".into()),
+            token: self.token.filter(|t| !t.is_empty()),
+            grace: duration("scheduler.grace", self.grace, Duration::from_secs(60))?,
+            lease_ttl: duration(
+                "scheduler.lease_ttl",
+                self.lease_ttl,
+                Duration::from_secs(60),
+            )?,
+            jobs,
+        })
+    }
+}
