@@ -92,7 +92,7 @@ async fn missed(ctx: &Ctx, spec: &Spec) -> Option<DateTime<Utc>> {
 async fn occurrence(ctx: &Ctx, spec: &Spec, job: &dyn Job, fire: DateTime<Utc>) {
     let repo = match Repo::open(&ctx.cfg.repository).await {
         Ok(r) => r,
-        Err(e) => return finished(ctx, spec, ctx.clock.now(), Err(e)),
+        Err(e) => return finished(ctx, spec, fire, ctx.clock.now(), Err(e)),
     };
     let lease_name = format!("job-{}", spec.name);
     let lease = match Lease::acquire(&repo, &lease_name, ctx.cfg.scheduler.lease_ttl).await {
@@ -101,7 +101,7 @@ async fn occurrence(ctx: &Ctx, spec: &Spec, job: &dyn Job, fire: DateTime<Utc>) 
             tracing::info!(job = spec.name, "another daemon runs it: {}", e.one_line());
             return skipped(ctx, spec);
         }
-        Err(e) => return finished(ctx, spec, ctx.clock.now(), Err(e)),
+        Err(e) => return finished(ctx, spec, fire, ctx.clock.now(), Err(e)),
     };
     let mut record = state::read_record(&repo, &spec.name)
         .await
@@ -129,7 +129,7 @@ async fn occurrence(ctx: &Ctx, spec: &Spec, job: &dyn Job, fire: DateTime<Utc>) 
     let recorded = state::write_record(&repo, &spec.name, &record).await;
     let released = lease.release().await;
     let result = result.and_then(|detail| recorded.and(released).map(|()| detail));
-    finished(ctx, spec, started, result);
+    finished(ctx, spec, fire, started, result);
     if let Err(e) = state::refresh_repository(&ctx.cfg, &ctx.status).await {
         tracing::warn!("cannot refresh the repository status: {}", e.one_line());
     }
@@ -141,9 +141,16 @@ fn skipped(ctx: &Ctx, spec: &Spec) {
     });
 }
 
-fn finished(ctx: &Ctx, spec: &Spec, started: DateTime<Utc>, result: Result<String, Error>) {
+fn finished(
+    ctx: &Ctx,
+    spec: &Spec,
+    occurrence: DateTime<Utc>,
+    started: DateTime<Utc>,
+    result: Result<String, Error>,
+) {
     let now = ctx.clock.now();
     let run = Run {
+        occurrence,
         started,
         finished: now,
         outcome: if result.is_ok() {

@@ -25,6 +25,8 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Run {
+    /// The scheduled fire this run served.
+    pub occurrence: DateTime<Utc>,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub outcome: Outcome,
