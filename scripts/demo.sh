@@ -3,23 +3,28 @@
 # PostgreSQL 15): archive WAL under pgbench load with archive_command = pgkeep archive-push,
 # recover a cold copy from the archive with restore_command = pgkeep archive-get, take a full
 # and a page-incremental backup over the replication protocol, restore the incremental to a
-# point in time between two batches of rows, and print what happened with numbers. Everything runs on loopback in a temporary directory
-# and is stopped and removed at the end.
+# point in time between two batches of rows, run pgkeepd with a fast schedule for a minute
+# (incremental backups, verify, expire) and show its /status, and print what happened with
+# numbers. Everything runs on loopback in a temporary directory and is stopped and removed at
+# the end. PGKEEP_DEMO_DAEMON_SECONDS sets how long pgkeepd runs (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --demo
 . scripts/env.sh
-cargo build --release --quiet --bin pgkeep
+cargo build --release --quiet -p pgkeep -p pgkeep-scheduler --bins
 PGKEEP=$CARGO_TARGET_DIR/release/pgkeep
+PGKEEPD=$CARGO_TARGET_DIR/release/pgkeepd
 PGBIN=${PGKEEP_TEST_PG_BIN}
 SCALE=${PGKEEP_DEMO_SCALE:-10}
 SECONDS_LOAD=${PGKEEP_DEMO_SECONDS:-15}
+DAEMON_SECONDS=${PGKEEP_DEMO_DAEMON_SECONDS:-60}
 
 work=$(mktemp -d /tmp/pgkeep-demo-XXXXXX)
 chown postgres:postgres "$work"
 as_pg() { runuser -u postgres -- "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 stop_all() {
+  [ -n "${daemon_pid:-}" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
   for d in "$work/primary" "$work/restored" "$work/pitr"; do
     [ -f "$d/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1 || true
   done
@@ -121,6 +126,45 @@ tr1=$(ms)
 pitr_rows=$(psql_at "$P3" -c "SELECT count(*) FROM pitr")
 as_pg "$PGBIN/pg_ctl" -D "$work/pitr" -m fast -w stop >/dev/null
 
+echo "== 6. pgkeepd for ${DAEMON_SECONDS}s: incrementals every 20 s (each followed by expire), verify every 30 s"
+start_pg "$work/primary" "$P1"
+PD=$(free_port)
+cat > "$work/pgkeepd.toml" <<TOML
+[repository]
+kind = "local"
+path = "$work/repo"
+cluster = "demo"
+[backup]
+source = "$src"
+[retention]
+full = 1
+[scheduler]
+listen = "127.0.0.1:$PD"
+grace = "30s"
+[[scheduler.jobs]]
+name = "incr"
+kind = "backup-incr"
+schedule = "*/20 * * * * *"
+[[scheduler.jobs]]
+name = "verify"
+kind = "verify"
+schedule = "*/30 * * * * *"
+TOML
+# As root, like the backups above (the archiver, as postgres, writes only WAL).
+"$PGKEEPD" --config "$work/pgkeepd.toml" 2> "$work/pgkeepd.log" &
+daemon_pid=$!
+pgbench -h "$work" -p "$P1" -U postgres -T "$DAEMON_SECONDS" -R 200 -c 2 postgres >/dev/null 2>&1 || true
+status_json=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PD/status').read().decode())")
+metrics=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PD/metrics').read().decode())")
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=
+as_pg "$PGBIN/pg_ctl" -D "$work/primary" -m fast -w stop >/dev/null
+echo "-- pgkeepd /status (abridged)"
+echo "$status_json" | python3 scripts/pgkeepd-status.py
+echo "-- pgkeepd /metrics (excerpt)"
+echo "$metrics" | grep -E "^pgkeep_(last_successful_backup|job_runs_total|job_failures_total|archive_newest|repository_bytes)" | sed 's/^/  /'
+daemon_runs=$(echo "$status_json" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(j["runs_total"] for j in s["jobs"].values()))')
+daemon_failures=$(echo "$status_json" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(j["failures_total"] for j in s["jobs"].values()))')
+
 seg_bytes=$((archived * 16 * 1024 * 1024))
 repo_bytes=$(du -sb "$work/repo" | cut -f1)
 push_ms=$(grep -ho "archive-push .* in [0-9]* ms" "$work/primary.log" | grep -o "in [0-9]* ms" | awk '{print $2}' | sort -n)
@@ -142,7 +186,9 @@ printf "  %-44s %s\n" "full backup (replication protocol)" "$((tb1 - tb0)) ms, $
 printf "  %-44s %s\n" "incremental backup after 5 s of pgbench" "$((ti1 - ti0)) ms, $incr_mib MiB stored ($incr_type)"
 printf "  %-44s %s\n" "point-in-time restore (full + incr) + replay" "$((tr1 - tr0)) ms"
 printf "  %-44s %s\n" "rows at the chosen time: expected / restored" "1000 / $pitr_rows"
-if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows" = 1000 ] && [ "$incr_type" = incr ]; then
+printf "  %-44s %s\n" "pgkeepd jobs run / failed in ${DAEMON_SECONDS}s" "$daemon_runs / $daemon_failures"
+if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows" = 1000 ] && [ "$incr_type" = incr ] \
+   && [ "$daemon_runs" -ge 2 ] && [ "$daemon_failures" = 0 ]; then
   echo "  RESULT: every restored instance holds exactly what had committed at its target"
 else
   echo "  RESULT: MISMATCH"; exit 1

@@ -594,6 +594,24 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_examples_parse() {
+        for (name, text) in [
+            ("pgkeep.toml", include_str!("../config/pgkeep.toml")),
+            ("full.toml", include_str!("../config/full.toml")),
+            ("s3.toml", include_str!("../config/s3.toml")),
+        ] {
+            let c = resolve(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name == "full.toml" {
+                assert_eq!(c.scheduler.jobs.len(), 3);
+                assert_eq!(c.scheduler.jobs[0].schedule, "0 1 * * 0");
+                assert_eq!(c.retention.full, 2);
+                let p = c.patroni.expect("full.toml's [patroni] has endpoints");
+                assert!(!p.policy.fallback_to_primary);
+            }
+        }
+    }
+
+    #[test]
     fn bad_input_is_a_config_error_with_a_hint() {
         for (text, env) in [
             ("[repository\npath=1", vec![]),

@@ -150,6 +150,20 @@ impl Error {
     }
 
     /// The one-line form: message, then the innermost cause when it adds something.
+    /// What a program prints for this error on stderr: `<program>: error[<kind>]: <message>`,
+    /// then a `hint:` line when there is one.
+    pub fn report(&self, program: &str) -> String {
+        let mut out = format!(
+            "{program}: error[{}]: {}",
+            self.kind.label(),
+            self.one_line()
+        );
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("\nhint: {hint}"));
+        }
+        out
+    }
+
     pub fn one_line(&self) -> String {
         let mut line = self.message.clone();
         if let Some(src) = &self.source {

@@ -25,10 +25,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pgkeep: error[{}]: {}", e.kind().label(), e.one_line());
-            if let Some(hint) = e.hint_text() {
-                eprintln!("hint: {hint}");
-            }
+            eprintln!("{}", e.report("pgkeep"));
             ExitCode::from(e.kind().exit_code())
         }
     }

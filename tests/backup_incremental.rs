@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::cluster::{self, backups};
+use support::cluster::{self, backup, backups};
 use support::pgkeep::Pgkeep;
 use support::postgres::{Pg, major_bin, pg_bin};
 use support::proc::postgres_tempdir;
@@ -33,15 +33,6 @@ fn state(pg: &Pg) -> (String, String) {
         pg.psql("SELECT count(*) FROM events"),
         pg.psql("SELECT sum(abalance) FROM pgbench_accounts"),
     )
-}
-
-fn backup(pk: &Pgkeep, source: &str, kind: &str) -> String {
-    let r = pk.ok(&["backup", "--source", source, "--type", kind]);
-    assert!(r.stdout.contains("committed"), "{}", r.stdout);
-    backups(pk).last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]

@@ -10,20 +10,11 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cluster::{self, backups};
+use support::cluster::{self, backup, backups};
 use support::garage::Garage;
 use support::pgkeep::Pgkeep;
 use support::postgres::pg_bin;
 use support::proc::{postgres_tempdir, wait_for};
-
-fn backup(pk: &Pgkeep, source: &str, kind: &str) -> String {
-    let r = pk.ok(&["backup", "--source", source, "--type", kind]);
-    assert!(r.stdout.contains("committed"), "{}", r.stdout);
-    backups(pk).last().unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 fn verify_json(pk: &Pgkeep, args: &[&str]) -> (i32, serde_json::Value) {
     let mut all = vec!["verify", "--json"];

@@ -49,12 +49,19 @@ impl Job for Backup {
                 )
             })?;
         Ok(format!(
-            "backup {id} committed in {:.1} s; expire removed {} backup(s) and {} wal file(s)",
+            "backup {id} committed in {:.1} s; {}",
             r.elapsed.as_secs_f64(),
-            e.plan.expire.len(),
-            e.plan.wal.len()
+            removed(&e)
         ))
     }
+}
+
+fn removed(e: &expire::ExpireReport) -> String {
+    format!(
+        "expire removed {} backup(s) and {} wal file(s)",
+        e.plan.expire.len(),
+        e.plan.wal.len()
+    )
 }
 
 struct Expire;
@@ -63,11 +70,7 @@ struct Expire;
 impl Job for Expire {
     async fn run(&self, cfg: &Config, _status: &Shared) -> Result<String> {
         let e = expire::run(cfg, expire::ExpireArgs::default()).await?;
-        Ok(format!(
-            "expire removed {} backup(s) and {} wal file(s)",
-            e.plan.expire.len(),
-            e.plan.wal.len()
-        ))
+        Ok(removed(&e))
     }
 }
 

@@ -45,10 +45,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pgkeepd: error[{}]: {}", e.kind().label(), e.one_line());
-            if let Some(hint) = e.hint_text() {
-                eprintln!("hint: {hint}");
-            }
+            eprintln!("{}", e.report("pgkeepd"));
             ExitCode::from(e.kind().exit_code())
         }
     }

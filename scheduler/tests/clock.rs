@@ -1,6 +1,8 @@
 //! Next-fire computation driven by tokio's paused clock: the scheduler's sleeps end exactly at
 //! each fire, Sundays at 01:00 for `0 1 * * 0`, without waiting a week.
 
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use pgkeep_scheduler::clock::Clock;
 use pgkeep_scheduler::schedule::Schedule;

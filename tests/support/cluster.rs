@@ -18,6 +18,14 @@ pub fn backups(pk: &Pgkeep) -> Vec<serde_json::Value> {
     v["backups"].as_array().unwrap().clone()
 }
 
+/// Takes a backup of `source` (`kind`: full or incr); returns the id pgkeep reports ("full
+/// backup <id> committed: ...").
+pub fn backup(pk: &Pgkeep, source: &str, kind: &str) -> String {
+    let r = pk.ok(&["backup", "--source", source, "--type", kind]);
+    assert!(r.stdout.contains("committed"), "{}", r.stdout);
+    r.stdout.split_whitespace().nth(2).unwrap().to_string()
+}
+
 /// A primary of the PostgreSQL in `bin`, archiving through pgkeep into a local repository it
 /// was initialised for, started; `backup_toml` goes into the `[backup]` section. Returns the
 /// pgkeep handle, the server and its source conninfo.

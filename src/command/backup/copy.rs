@@ -85,50 +85,59 @@ pub async fn stream(
     let mut progress = Progress::new();
     let (mut start, mut stop) = (None, None);
     let mut current: Option<(mpsc::Sender<Bytes>, Worker)> = None;
-    while let Some(event) = bb.next().await.map_err(super::pg_error)? {
-        match event {
-            BackupEvent::Start { lsn, timeline } => start = Some((lsn, timeline)),
-            BackupEvent::End { lsn, timeline } => stop = Some((lsn, timeline)),
-            BackupEvent::Archive { name, .. } => {
-                finish(current.take()).await?;
-                if let Some(total) = bb.estimated_bytes() {
-                    progress.set_total(total);
+    let pumped: Result<()> = async {
+        while let Some(event) = bb.next().await.map_err(super::pg_error)? {
+            match event {
+                BackupEvent::Start { lsn, timeline } => start = Some((lsn, timeline)),
+                BackupEvent::End { lsn, timeline } => stop = Some((lsn, timeline)),
+                BackupEvent::Archive { name, .. } => {
+                    finish(current.take()).await?;
+                    if let Some(total) = bb.estimated_bytes() {
+                        progress.set_total(total);
+                    }
+                    let prefix = name
+                        .strip_suffix(".tar")
+                        .filter(|n| *n != "base")
+                        .map(|oid| format!("pg_tblspc/{oid}"));
+                    let (tx, rx) = mpsc::channel::<Bytes>(16);
+                    let items = item_tx.clone();
+                    let ctx = DemuxContext {
+                        backup: id.clone(),
+                        verify_from: start
+                            .filter(|_| checksums)
+                            .map(|(lsn, _): (Lsn, Timeline)| lsn.0),
+                        parent: parent.clone(),
+                        budget: Arc::clone(&budget),
+                    };
+                    let worker =
+                        tokio::task::spawn_blocking(move || demux::demux(rx, prefix, items, ctx));
+                    current = Some((tx, worker));
                 }
-                let prefix = name
-                    .strip_suffix(".tar")
-                    .filter(|n| *n != "base")
-                    .map(|oid| format!("pg_tblspc/{oid}"));
-                let (tx, rx) = mpsc::channel::<Bytes>(16);
-                let items = item_tx.clone();
-                let ctx = DemuxContext {
-                    backup: id.clone(),
-                    verify_from: start
-                        .filter(|_| checksums)
-                        .map(|(lsn, _): (Lsn, Timeline)| lsn.0),
-                    parent: parent.clone(),
-                    budget: Arc::clone(&budget),
-                };
-                let worker =
-                    tokio::task::spawn_blocking(move || demux::demux(rx, prefix, items, ctx));
-                current = Some((tx, worker));
-            }
-            BackupEvent::Manifest => finish(current.take()).await?,
-            BackupEvent::Data(bytes) => {
-                progress.add(bytes.len() as u64);
-                if let Some((tx, _)) = &current {
-                    // A closed channel means the worker failed; `finish` reports why.
-                    let _ = tx.send(bytes).await;
+                BackupEvent::Manifest => finish(current.take()).await?,
+                BackupEvent::Data(bytes) => {
+                    progress.add(bytes.len() as u64);
+                    if let Some((tx, _)) = &current {
+                        // A closed channel means the worker failed; `finish` reports why.
+                        let _ = tx.send(bytes).await;
+                    }
                 }
+                BackupEvent::Progress(_) => {}
             }
-            BackupEvent::Progress(_) => {}
         }
+        finish(current.take()).await
     }
-    finish(current.take()).await?;
+    .await;
     progress.finish();
     drop(item_tx);
-    let entries = uploader
+    let uploaded = uploader
         .await
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("uploader failed: {e}")))??;
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("uploader failed: {e}")))?;
+    // A failed upload stops the tar workers ("the uploader stopped"): its own error says why.
+    let entries = match (pumped, uploaded) {
+        (_, Err(upload)) => return Err(upload),
+        (Err(pump), Ok(_)) => return Err(pump),
+        (Ok(()), Ok(entries)) => entries,
+    };
     let ((start, timeline), (stop, stop_timeline)) = start.zip(stop).ok_or_else(|| {
         Error::new(
             ErrorKind::Postgres,
