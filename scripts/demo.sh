@@ -193,3 +193,8 @@ if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows"
 else
   echo "  RESULT: MISMATCH"; exit 1
 fi
+# Optional: the same in a local three-node Patroni cluster.
+if [ -n "${PGKEEP_DEMO_PATRONI:-}" ]; then
+  echo
+  bash scripts/demo-patroni.sh
+fi

@@ -3,6 +3,7 @@
 # idempotently: what is already installed is skipped (the Garage build alone takes ~20 min).
 #   scripts/install-deps.sh            everything the test suite needs
 #   scripts/install-deps.sh --demo     only what the demo needs (PostgreSQL 15)
+#   scripts/install-deps.sh --patroni  what the Patroni demo needs (plus Patroni and etcd)
 #   scripts/install-deps.sh --bench    plus the benchmark's reference tools (pgBackRest, haproxy for TLS)
 set -euo pipefail
 
@@ -26,6 +27,10 @@ apt_install() {
 # left alone: nothing here uses it.
 apt_install postgresql-15 postgresql-client-15
 [ "$mode" = "--demo" ] && exit 0
+if [ "$mode" = "--patroni" ]; then
+  apt_install patroni etcd-server
+  exit 0
+fi
 
 # A real Patroni cluster for the Patroni tests: Debian's Patroni 3.0 and etcd 3.4. Their
 # packaged services are not started (nothing here runs systemd units).
