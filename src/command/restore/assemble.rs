@@ -71,14 +71,17 @@ async fn build(
     tmp: &Path,
     slots: &Slots,
 ) -> Result<()> {
-    for layer in w.layers {
+    for (i, layer) in w.layers.iter().enumerate() {
+        // Writeback is started as parts land, except under a later delta: its pages would be
+        // written to disk twice, where the page cache can take the overwrite for free.
+        let writeback = i + 1 == w.layers.len();
         if !layer.delta {
             file.set_len(0).map_err(|e| Error::io("truncate", tmp, e))?;
         }
         // The parts of a layer cover distinct offsets (whole: part n at n × PART_SIZE; delta:
         // each page once), so they may land in any order; layers are applied one after another.
         futures::stream::iter(0..layer.parts)
-            .map(|part| write_part(repo, w.entry, layer, part, file, &slots.slots))
+            .map(|part| write_part(repo, w.entry, layer, part, file, &slots.slots, writeback))
             .buffer_unordered(slots.count.max(1))
             .try_collect::<()>()
             .await?;
@@ -109,6 +112,7 @@ async fn write_part(
     part: u32,
     file: &Arc<File>,
     slots: &Semaphore,
+    writeback: bool,
 ) -> Result<()> {
     let _slot = slots
         .acquire()
@@ -127,7 +131,9 @@ async fn write_part(
                 pos: offset,
             };
             let header = decode(&stored, &mut out, &what, &location)?;
-            localfs::start_writeback(&file, offset, header.plain_size);
+            if writeback {
+                localfs::start_writeback(&file, offset, header.plain_size);
+            }
             header
         };
         match expected {
