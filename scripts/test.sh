@@ -10,7 +10,8 @@ cargo build --release --workspace --all-targets
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --workspace -- --test-threads="${PGKEEP_TEST_THREADS:-4}" 2>&1 | tee "$log"
+# A hung test fails the run after 40 minutes instead of eating CI's whole budget.
+timeout --kill-after=30s 40m cargo test --release --workspace -- --test-threads="${PGKEEP_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo's own last line is that of the last crate).

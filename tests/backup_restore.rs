@@ -344,3 +344,44 @@ fn page_checksums_are_verified_and_a_bad_page_is_reported_not_fatal() {
         "only {checked} relation files were in the backup"
     );
 }
+
+#[test]
+fn a_backup_cut_off_by_the_server_fails_at_once_and_is_not_listed() {
+    let dir = postgres_tempdir();
+    let (pk, primary, source) = archiving_primary(dir.path(), &[]);
+    primary.pgbench(&["-i", "-s", "5", "-q"]);
+    // 80 MB at 1 MB/s: the walsender is still sending when it is terminated.
+    let mut child = pk
+        .command()
+        .args(["backup", "--source", &source])
+        .env("PGKEEP_BACKUP_MAX_RATE", "1024")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let backups_dir = dir.path().join("repo/main/backups");
+    wait_for(
+        "the backup to copy",
+        std::time::Duration::from_secs(60),
+        || std::fs::read_dir(&backups_dir).ok()?.next().map(|_| ()),
+    );
+    primary.psql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender'",
+    );
+    // The error must end the run: nothing may keep waiting for a stream that is gone. (A hung
+    // pgkeep is killed before the test fails, so it cannot hold the test runner's output.)
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if began.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the backup still runs 60 s after its stream was cut off");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(12), "{stderr}");
+    assert_eq!(backup_count(&pk), 0);
+}

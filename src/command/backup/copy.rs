@@ -128,6 +128,12 @@ pub async fn stream(
     }
     .await;
     progress.finish();
+    // After a failure mid-stream a tar worker may still wait for data: closing its input ends
+    // it, and with it its hold on the uploader's channel — else the uploader never finishes.
+    if let Some((tx, worker)) = current.take() {
+        drop(tx);
+        let _ = worker.await;
+    }
     drop(item_tx);
     let uploaded = uploader
         .await
