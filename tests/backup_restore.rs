@@ -143,12 +143,7 @@ fn backup_from_a_streaming_standby_and_kill_9_mid_backup() {
 
     // kill -9 in the middle of a backup whose WAL can never arrive (a second repository the
     // primary does not archive into): nothing half-done is ever listed.
-    let (other, elsewhere) = cluster::unarchived_repository(dir.path(), &primary, "");
-    let mut child = other
-        .command()
-        .args(["backup", "--source", &source])
-        .spawn()
-        .unwrap();
+    let (other, elsewhere, mut child) = cluster::stuck_backup(dir.path(), &primary, &source);
     let files_dir = elsewhere.join("repo/main/backups");
     wait_for(
         "the backup's first file",

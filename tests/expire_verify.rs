@@ -224,12 +224,7 @@ fn expire_never_runs_while_a_backup_holds_the_lease() {
     let dir = postgres_tempdir();
     let (_pk, primary, source) = cluster::archiving_primary(&pg_bin(), dir.path(), "", &[], &[]);
     // A backup into a repository nothing archives into waits for its WAL, holding the lease.
-    let (other, elsewhere) = cluster::unarchived_repository(dir.path(), &primary, "");
-    let mut child = other
-        .command()
-        .args(["backup", "--source", &source])
-        .spawn()
-        .unwrap();
+    let (other, elsewhere, mut child) = cluster::stuck_backup(dir.path(), &primary, &source);
     wait_for(
         "the backup's lease",
         std::time::Duration::from_secs(60),

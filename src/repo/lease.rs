@@ -53,7 +53,18 @@ pub struct Lease {
     renew: tokio::task::JoinHandle<()>,
 }
 
+/// The lease a backup and an expiry share: one of them at a time per repository, so no expiry
+/// removes what a running backup builds on, and every folder without a manifest is a leftover.
+pub const BACKUP: &str = "backup";
+/// How long the backup lease lasts without renewal (it is renewed every third of this).
+pub const BACKUP_TTL: Duration = Duration::from_secs(600);
+
 impl Lease {
+    /// Takes the backup lease (see [`BACKUP`]).
+    pub async fn backup(repo: &Repo) -> Result<Lease> {
+        Lease::acquire(repo, BACKUP, BACKUP_TTL).await
+    }
+
     /// Takes the lease of `job` for `ttl` (renewed every third of it), taking over a stale
     /// one. Fails with a conflict naming the holder when it is held.
     pub async fn acquire(repo: &Repo, job: &str, ttl: Duration) -> Result<Lease> {

@@ -96,6 +96,23 @@ pub fn unarchived_repository(dir: &Path, primary: &Pg, backup_toml: &str) -> (Pg
     (other, elsewhere)
 }
 
+/// A backup of `primary` (at `source`) running into an `unarchived_repository`: it copies, then
+/// waits for WAL that never arrives, holding the lease until it is killed. Returns the
+/// repository's handle and directory, and the running pgkeep.
+pub fn stuck_backup(
+    dir: &Path,
+    primary: &Pg,
+    source: &str,
+) -> (Pgkeep, PathBuf, std::process::Child) {
+    let (other, elsewhere) = unarchived_repository(dir, primary, "");
+    let child = other
+        .command()
+        .args(["backup", "--source", source])
+        .spawn()
+        .unwrap();
+    (other, elsewhere, child)
+}
+
 /// `pgkeep restore` into `target` with `args`, then starts the server of `bin` and waits for
 /// the end of recovery.
 pub fn restore_and_start(pk: &Pgkeep, bin: &Path, target: &Path, args: &[&str]) -> Pg {

@@ -43,14 +43,11 @@ pub struct BackupReport {
     pub elapsed: Duration,
 }
 
-/// How long a backup's lease lasts without renewal (it is renewed every third of this).
-const LEASE_TTL: Duration = Duration::from_secs(600);
-
 pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
     // One backup at a time per repository: the lease makes every folder without a manifest
     // the leftover of an interrupted run, safe to remove.
     let repo = Repo::open(&cfg.repository).await?;
-    let lease = Lease::acquire(&repo, "backup", LEASE_TTL).await?;
+    let lease = Lease::backup(&repo).await?;
     let result = backup(cfg, args, &repo).await;
     lease.release().await?;
     result

@@ -7,8 +7,6 @@
 
 pub mod plan;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use crate::command::backups;
@@ -33,13 +31,9 @@ pub struct ExpireReport {
     pub objects: usize,
 }
 
-/// The lease expiry shares with backups: one of them at a time per repository.
-const LEASE: &str = "backup";
-const LEASE_TTL: Duration = Duration::from_secs(600);
-
 pub async fn run(cfg: &Config, args: ExpireArgs) -> Result<ExpireReport> {
     let repo = Repo::open(&cfg.repository).await?;
-    let lease = Lease::acquire(&repo, LEASE, LEASE_TTL).await?;
+    let lease = Lease::backup(&repo).await?;
     let result = expire(cfg, &repo, &args).await;
     lease.release().await?;
     result
