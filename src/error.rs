@@ -7,7 +7,9 @@
 //! - exit codes are stable: scripts and PostgreSQL itself rely on them. `1` is reserved for
 //!   "WAL file not in the archive" (what `restore_command` must answer for a missing file) and
 //!   "declined" (what Patroni's replica methods answer to hand over to the next method), and
-//!   no code exceeds 125, because PostgreSQL aborts recovery when `restore_command` exits > 125;
+//!   no kind's code exceeds 125, because PostgreSQL aborts recovery when `restore_command`
+//!   exits > 125. archive-get uses exactly that on purpose: an error that must not end
+//!   recovery short is marked [`Error::stopping_recovery`] and exits `200 + its code`;
 //! - only `main` turns an error into an exit; nothing below it exits the process.
 
 use std::fmt;
@@ -92,7 +94,12 @@ pub struct Error {
     message: String,
     hint: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    stops_recovery: bool,
 }
+
+/// Added to an error's code when it must stop PostgreSQL's recovery (`restore_command` exits
+/// above 125): 210 is a damaged object, 208 an unreachable store, 211 a local I/O error.
+pub const STOP_RECOVERY_BASE: u8 = 200;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,6 +110,24 @@ impl Error {
             message: message.into(),
             hint: None,
             source: None,
+            stops_recovery: false,
+        }
+    }
+
+    /// Marks this error as one that must stop PostgreSQL's recovery rather than be taken for
+    /// "the archive ends here": the process exits `STOP_RECOVERY_BASE + code`.
+    pub fn stopping_recovery(mut self) -> Self {
+        self.stops_recovery = true;
+        self
+    }
+
+    /// The process exit code: the kind's, or above 125 when the error stops recovery.
+    pub fn exit_code(&self) -> u8 {
+        let code = self.kind.exit_code();
+        if self.stops_recovery {
+            STOP_RECOVERY_BASE + code
+        } else {
+            code
         }
     }
 
@@ -236,5 +261,14 @@ mod tests {
         let io = std::io::Error::other("disk\nfull");
         let e = Error::new(ErrorKind::Io, "cannot write x").source(io);
         assert_eq!(e.one_line(), "cannot write x: disk full");
+    }
+
+    #[test]
+    fn errors_that_stop_recovery_exit_above_125() {
+        let e = Error::new(ErrorKind::Corrupt, "damaged");
+        assert_eq!(e.exit_code(), 10);
+        let e = e.stopping_recovery();
+        assert_eq!(e.exit_code(), 210);
+        assert!(e.exit_code() > 125);
     }
 }

@@ -109,6 +109,25 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// Bytes an unprivileged writer may still write on the file system holding `path`
+/// (`statvfs`: available blocks times fragment size).
+#[allow(unsafe_code)]
+pub fn available_space(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, and `st` points to memory
+    // large enough for the struct the call fills in; it is read only after success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +146,12 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(std::fs::read(&dest).unwrap(), b"one");
         assert!(!temp_path(&dest).exists());
+    }
+
+    #[test]
+    fn available_space_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(available_space(dir.path()).unwrap() > 0);
+        assert!(available_space(&dir.path().join("missing")).is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use pgkeep::cli::{self, Cli, Command, TargetArgs};
@@ -11,25 +12,67 @@ use pgkeep::command::{
     verify,
 };
 use pgkeep::config::{Config, Raw};
-use pgkeep::error::{Error, ErrorKind};
+use pgkeep::error::{Error, ErrorKind, STOP_RECOVERY_BASE};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(cli::without_patroni_extras(std::env::args_os().collect()));
+    let argv = cli::without_patroni_extras(std::env::args_os().collect());
+    let is_get = argv.iter().any(|a| a == "archive-get");
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) if is_get && e.use_stderr() => {
+            // A broken restore_command must not read as "end of archive" (clap's exit 2).
+            let _ = e.print();
+            return ExitCode::from(STOP_RECOVERY_BASE + 2);
+        }
+        Err(e) => e.exit(),
+    };
+    // archive-get answers PostgreSQL: every failure, a bad configuration included, is
+    // settled into "not found" (exit 1) or "stop recovery" (above 125), never anything else.
+    let settle: Box<dyn Fn(Error) -> Error> = match &cli.command {
+        Command::ArchiveGet { dest, .. } => {
+            let mode = archive_get::RecoveryMode::of(dest);
+            Box::new(move |e| archive_get::settle(e, mode))
+        }
+        _ => Box::new(|e| e),
+    };
     let vars: BTreeMap<String, String> = std::env::vars().collect();
     let result = Raw::load(cli.config.as_deref(), &vars)
         .and_then(Raw::resolve)
         .and_then(|cfg| {
             init_logging(&cfg, &vars);
+            watchdog(&cfg, &cli.command, &settle);
             run(&cfg, cli.command, &vars)
         });
-    match result {
+    match result.map_err(settle) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", e.report("pgkeep"));
-            ExitCode::from(e.kind().exit_code())
+            ExitCode::from(e.exit_code())
         }
     }
 }
+
+/// The archive commands' deadline also bounds what no future can interrupt: a read or write
+/// blocked in a hung file system (NFS, a FUSE mount). Past the deadline and a short grace,
+/// the process reports and exits from this thread, so PostgreSQL never waits on us forever.
+fn watchdog(cfg: &Config, command: &Command, settle: &dyn Fn(Error) -> Error) {
+    let what = match command {
+        Command::ArchivePush { .. } => "archive-push",
+        Command::ArchiveGet { .. } => "archive-get",
+        _ => return,
+    };
+    let deadline = cfg.archive.timeout;
+    let err = settle(pgkeep::command::deadline_error(what, deadline));
+    let (report, code) = (err.report("pgkeep"), err.exit_code());
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline + WATCHDOG_GRACE);
+        eprintln!("{report} (blocked in local i/o)");
+        std::process::exit(i32::from(code));
+    });
+}
+
+/// How long past its deadline an archive command may take to wind down by itself.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
 
 fn init_logging(cfg: &Config, vars: &BTreeMap<String, String>) {
     let filter = vars
@@ -111,7 +154,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
         .enable_all()
         .build()
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start runtime: {e}")))?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         match command {
             Command::Init { data_dir, conninfo } => {
                 let r = init::run(cfg, init::InitArgs { data_dir, conninfo }).await?;
@@ -312,5 +355,9 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
             }
         }
         Ok(())
-    })
+    });
+    // Blocking work left behind by a deadline must not hold the process: what it wrote is
+    // crash-safe, and the command has already failed.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }

@@ -183,8 +183,9 @@ fn a_repository_that_does_not_exist_or_is_not_initialised() {
             dir.path().join("empty").display()
         ),
     );
+    // archive-get stops recovery (200 + the code) rather than let it end short.
     let r = empty.run(&["archive-get", "000000010000000000000001", "/tmp/x"]);
-    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(r.code, 204, "{}", r.stderr);
     assert!(r.error_line().contains("not initialised"));
     assert_eq!(snapshot(&dir.path().join("empty")), vec![]);
 }
@@ -194,7 +195,7 @@ fn a_malformed_config_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let pk = Pgkeep::new(dir.path(), "[repository\npath = 3");
     let r = pk.run(&["archive-get", "000000010000000000000001", "/tmp/x"]);
-    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.code, 203, "{}", r.stderr);
     assert!(r.error_line().contains("malformed config"));
     let mut pk = Pgkeep::new(dir.path(), "[repository]\npath = \"/r\"\n");
     pk.env
@@ -202,8 +203,9 @@ fn a_malformed_config_is_a_config_error() {
     assert_eq!(
         pk.run(&["archive-get", "000000010000000000000001", "/tmp/x"])
             .code,
-        3
+        203
     );
+    assert_eq!(pk.run(&["archive-push", "/tmp/x"]).code, 3);
 }
 
 #[test]
@@ -233,7 +235,7 @@ fn archive_get_answers_1_for_missing_and_refuses_damaged_objects() {
         "000000010000000000000001",
         dest.to_str().unwrap(),
     ]);
-    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert_eq!(r.code, 210, "{}", r.stderr);
     assert!(r.error_line().contains("000000010000000000000001"));
     assert!(!dest.exists(), "a damaged file must never reach PostgreSQL");
     assert!(
@@ -282,14 +284,18 @@ fn an_endpoint_that_never_answers_fails_within_the_deadline() {
         ("AWS_ACCESS_KEY_ID".into(), "k".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "s".into()),
     ];
-    for args in [
-        vec!["archive-push", seg.to_str().unwrap()],
-        vec!["archive-get", "000000010000000000000001", "/tmp/never"],
+    for (args, code) in [
+        (vec!["archive-push", seg.to_str().unwrap()], 8),
+        // archive-get stops recovery instead of ending it at a store that is down.
+        (
+            vec!["archive-get", "000000010000000000000001", "/tmp/never"],
+            208,
+        ),
     ] {
         let start = Instant::now();
         let r = pk.run(&args);
         let took = start.elapsed();
-        assert_eq!(r.code, 8, "{args:?}: {}", r.stderr);
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
         assert!(r.error_line().contains("gave up after 2s"));
         assert!(
             took < Duration::from_secs(10),

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", e.report("pgkeepd"));
-            ExitCode::from(e.kind().exit_code())
+            ExitCode::from(e.exit_code())
         }
     }
 }

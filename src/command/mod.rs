@@ -32,17 +32,21 @@ pub async fn with_deadline<T>(
 ) -> Result<T> {
     match tokio::time::timeout(deadline, work).await {
         Ok(result) => result,
-        Err(_) => Err(Error::new(
-            ErrorKind::Unreachable,
-            format!(
-                "{what} gave up after {}",
-                humantime::format_duration(deadline)
-            ),
-        )
-        .hint(
-            "the store did not answer in time; check repository.endpoint, or raise archive.timeout",
-        )),
+        Err(_) => Err(deadline_error(what, deadline)),
     }
+}
+
+/// The error of a command that ran out of its deadline (also what `main`'s watchdog reports
+/// when blocking local I/O outlasts it).
+pub fn deadline_error(what: &str, deadline: Duration) -> Error {
+    Error::new(
+        ErrorKind::Unreachable,
+        format!(
+            "{what} gave up after {}",
+            humantime::format_duration(deadline)
+        ),
+    )
+    .hint("the store or a local file system did not answer in time; check repository.endpoint and the mounts, or raise archive.timeout")
 }
 
 /// Joins a blocking task, turning a panic into an internal error.

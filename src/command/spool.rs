@@ -16,9 +16,12 @@ pub struct Spool {
     dir: PathBuf,
 }
 
-/// What a push-ahead record says was stored, and which local file it was read from.
+/// What a push-ahead record says was stored, where, and which local file it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRecord {
+    /// The repository it was stored in (`repo::store::identity`): after `archive_command`
+    /// moves to another repository, a record of the old one proves nothing.
+    pub repository: String,
     pub sha256: String,
     /// The local file that was read; its size is the plaintext size stored.
     pub file: FileIdentity,
@@ -78,11 +81,18 @@ impl Spool {
         serde_json::from_slice(&text).ok()
     }
 
-    /// Durably records that `name` with this content is stored in the repository.
-    pub fn write_push_record(&self, name: &str, sha256: Digest, file: FileIdentity) -> Result<()> {
+    /// Durably records that `name` with this content is stored in `repository`.
+    pub fn write_push_record(
+        &self,
+        name: &str,
+        repository: &str,
+        sha256: Digest,
+        file: FileIdentity,
+    ) -> Result<()> {
         let dir = self.push_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create spool directory", &dir, e))?;
         let body = serde_json::to_vec(&PushRecord {
+            repository: repository.to_string(),
             sha256: sha256.to_string(),
             file,
         })
@@ -147,8 +157,10 @@ mod tests {
             size: 1,
             mtime_ns: 3,
         };
-        s.write_push_record("A", Digest::of(b"a"), id).unwrap();
+        s.write_push_record("A", "/r#main", Digest::of(b"a"), id)
+            .unwrap();
         assert_eq!(s.read_push_record("A").unwrap().file, id);
+        assert_eq!(s.read_push_record("A").unwrap().repository, "/r#main");
         assert_eq!(s.push_records(), vec!["A".to_string()]);
         s.remove_push_record("A");
         assert!(s.push_records().is_empty());

@@ -13,19 +13,75 @@ use crate::pipeline::{self, DecodeError};
 /// Decodes `stored` into `dest`; returns the plaintext size. `what` and `location` name the
 /// object in errors.
 pub fn write(stored: &[u8], dest: &Path, what: &str, location: &str) -> Result<u64> {
+    write_checked(stored, dest, what, location, 0, |_, _| Ok(()))
+}
+
+/// What the content of a decoded object says is wrong with it (it decoded, but it is not
+/// what its name says).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ContentError(String);
+
+/// Like [`write`], and before publishing, `check` sees the first `keep` plaintext bytes and
+/// the plaintext size: an object that decodes but is not what its name says (a swapped
+/// segment) is refused as damaged and nothing is published.
+pub fn write_checked(
+    stored: &[u8],
+    dest: &Path,
+    what: &str,
+    location: &str,
+    keep: usize,
+    check: impl FnOnce(&[u8], u64) -> std::result::Result<(), String>,
+) -> Result<u64> {
     let written = localfs::write_atomic(dest, |f| {
         let mut w = BufWriter::with_capacity(1 << 20, localfs::WritebackWriter::new(f));
-        let header = pipeline::decode(stored, &mut w).map_err(std::io::Error::other)?;
+        let mut head = Head {
+            inner: &mut w,
+            keep,
+            head: Vec::with_capacity(keep.min(1 << 20)),
+        };
+        let header = pipeline::decode(stored, &mut head).map_err(std::io::Error::other)?;
+        let head = std::mem::take(&mut head.head);
+        check(&head, header.plain_size).map_err(|e| std::io::Error::other(ContentError(e)))?;
         w.flush()?;
         Ok(header.plain_size)
     });
     written.map_err(|e| {
+        if let Some(c) = e.get_ref().and_then(|r| r.downcast_ref::<ContentError>()) {
+            return Error::new(
+                ErrorKind::Corrupt,
+                format!("{what} in repository {location} is damaged: {c}"),
+            )
+            .hint(
+                "nothing was written; run 'pgkeep verify' and restore the object from another copy",
+            );
+        }
         let decode = e.get_ref().and_then(|r| r.downcast_ref::<DecodeError>());
         match decode {
             Some(DecodeError::Write(_)) | None => Error::io("write", dest, e),
             Some(d) => damaged(what, location, d),
         }
     })
+}
+
+/// A writer that keeps a copy of the first `keep` bytes going through it.
+struct Head<'a, W: Write> {
+    inner: &'a mut W,
+    keep: usize,
+    head: Vec<u8>,
+}
+
+impl<W: Write> Write for Head<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let room = self.keep.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&buf[..n.min(room)]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The error for an object that failed to decode: nothing of it was published.

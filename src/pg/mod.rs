@@ -10,10 +10,12 @@ pub mod lsn;
 pub mod page;
 pub mod passfile;
 pub mod replication;
+pub mod timeline;
 pub mod wal;
 pub mod wal_header;
 
 pub use control::{ControlFile, PgVersion, SystemId};
 pub use lsn::Lsn;
+pub use timeline::TimelineHistory;
 pub use wal::{Timeline, WalFileName, WalSegSize, WalSegmentName};
 pub use wal_header::WalHeader;

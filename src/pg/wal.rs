@@ -16,12 +16,17 @@ impl fmt::Display for Timeline {
     }
 }
 
+/// A digit of the upper-case hex PostgreSQL writes in WAL file names.
+fn is_upper_hex(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'A'..=b'F')
+}
+
 impl FromStr for Timeline {
     type Err = String;
 
     /// Accepts the 8-hex-digit form of file names, or a decimal number as operators type it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let value = if s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let value = if s.len() == 8 && s.bytes().all(is_upper_hex) {
             u32::from_str_radix(s, 16).ok()
         } else {
             s.parse::<u32>().ok()
@@ -75,7 +80,8 @@ impl WalSegmentName {
     /// Parses the 24-hex-digit name of a segment for the given segment size.
     pub fn parse(s: &str, seg: WalSegSize) -> Result<Self, String> {
         let bad = || format!("invalid wal segment name '{s}'");
-        if s.len() != 24 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // PostgreSQL names WAL files in upper-case hex only; another spelling is not its file.
+        if s.len() != 24 || !s.bytes().all(is_upper_hex) {
             return Err(bad());
         }
         let hex = |r: std::ops::Range<usize>| u32::from_str_radix(&s[r], 16).map_err(|_| bad());
@@ -148,7 +154,7 @@ impl WalFileName {
             return Ok(WalFileName::Partial(WalSegmentName::parse(name, seg)?));
         } else if let Some(rest) = s.strip_suffix(".backup") {
             if let Some((name, off)) = rest.split_once('.') {
-                if off.len() == 8 {
+                if off.len() == 8 && off.bytes().all(is_upper_hex) {
                     let offset = u32::from_str_radix(off, 16)
                         .map_err(|_| format!("invalid backup history file name '{s}'"))?;
                     return Ok(WalFileName::BackupHistory(
@@ -246,6 +252,9 @@ mod tests {
             "1.history",
             "x.partial",
             "a.b.backup",
+            "00000001000000000000000a",
+            "0000000a.history",
+            "000000010000000000000002.0000002a.backup",
         ] {
             assert!(WalFileName::parse(bad, SEG).is_err(), "{bad}");
         }

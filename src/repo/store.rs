@@ -14,6 +14,26 @@ use tokio::sync::Mutex;
 use crate::config::{RepositoryConfig, StoreConfig};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Which repository a configuration names, without reaching it: the store (directory, or
+/// endpoint, bucket and prefix) and the cluster folder. Local state tied to one repository
+/// (look-ahead records) carries it, so that it is never taken for another's.
+pub fn identity(cfg: &RepositoryConfig) -> String {
+    match &cfg.store {
+        StoreConfig::Local { path } => format!("{}#{}", path.display(), cfg.cluster),
+        StoreConfig::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            ..
+        } => format!(
+            "s3://{bucket}/{prefix}@{}#{}",
+            endpoint.as_deref().unwrap_or(region),
+            cfg.cluster
+        ),
+    }
+}
+
 /// Builds the store; `create` makes a missing local directory (only `init` does that).
 pub fn build(cfg: &RepositoryConfig, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
     match &cfg.store {

@@ -111,25 +111,7 @@ impl Pg {
 
     /// Starts the server and waits until it accepts connections.
     pub fn start(&mut self) {
-        std::fs::create_dir_all(&self.sock).expect("socket dir");
-        let (uid, gid) = postgres_user();
-        std::os::unix::fs::chown(&self.sock, Some(uid), Some(gid)).expect("chown sock");
-        let log = std::fs::File::create(self.data.with_extension("log")).expect("log");
-        let mut cmd = as_postgres(self.bin.join("postgres"));
-        cmd.arg("-D")
-            .arg(&self.data)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-            ])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.sock.display()))
-            .stdout(Stdio::null())
-            .stderr(log);
-        // SIGQUIT: PostgreSQL's immediate shutdown, if the test process dies.
-        self.server = Some(ChildGuard::spawn("postgres", cmd, libc::SIGQUIT));
+        self.spawn();
         let server = self.server.as_mut().expect("server");
         let (sock, port) = (self.sock.clone(), self.port);
         wait_for(
@@ -152,6 +134,47 @@ impl Pg {
                 ok.then_some(())
             },
         );
+    }
+
+    /// Starts the server and waits up to `limit` for it to exit by itself, as a server whose
+    /// recovery was stopped does; returns its log. Panics if it is still running by then
+    /// (e.g. it ended recovery and promoted).
+    pub fn start_expecting_exit(&mut self, limit: Duration) -> String {
+        self.spawn();
+        let mut server = self.server.take().expect("server");
+        let start = std::time::Instant::now();
+        while server.child.try_wait().ok().flatten().is_none() {
+            if start.elapsed() > limit {
+                panic!(
+                    "postgres still runs after {limit:?}: recovery was not stopped; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log()
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.sock).expect("socket dir");
+        let (uid, gid) = postgres_user();
+        std::os::unix::fs::chown(&self.sock, Some(uid), Some(gid)).expect("chown sock");
+        let log = std::fs::File::create(self.data.with_extension("log")).expect("log");
+        let mut cmd = as_postgres(self.bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.sock.display()))
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SIGQUIT: PostgreSQL's immediate shutdown, if the test process dies.
+        self.server = Some(ChildGuard::spawn("postgres", cmd, libc::SIGQUIT));
     }
 
     /// Fast shutdown, waiting for the server to exit.

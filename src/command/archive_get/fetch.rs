@@ -1,12 +1,18 @@
 //! The unit of work: fetch one WAL file from the repository and write it, verified, to a
-//! destination path atomically.
+//! destination path atomically. Verified means more than "it decoded": a segment must be the
+//! segment its name says, of this repository's cluster, and a history file must parse —
+//! otherwise two swapped objects would be replayed as each other and recovery would end early.
 
 use std::path::Path;
 
 use crate::command::{blocking, verified};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pg::WalFileName;
+use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
+use crate::pg::{TimelineHistory, WalFileName, WalHeader};
 use crate::repo::{Repo, RepoKey};
+
+/// History files are a few hundred bytes; what is kept of one to parse it.
+const HISTORY_KEEP: usize = 16 << 20;
 
 /// Writes WAL file `name` to `dest`; returns its size. `NotFound` when it is not archived.
 pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64> {
@@ -22,5 +28,46 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
     })?;
     let dest = dest.to_path_buf();
     let location = repo.location().to_string();
-    blocking(move || verified::write(&stored, &dest, &file, &location)).await
+    let info = repo.info();
+    let expect = WalExpect {
+        system_id: info.system_id,
+        version: info.version,
+        seg_size: info.seg_size,
+    };
+    let name = name.clone();
+    let keep = match name {
+        WalFileName::History(_) => HISTORY_KEEP,
+        _ => LONG_HEADER_LEN,
+    };
+    blocking(move || {
+        verified::write_checked(&stored, &dest, &file, &location, keep, |head, size| {
+            check_content(&name, &expect, head, size)
+        })
+    })
+    .await
+}
+
+/// Whether a decoded WAL file is the file `name` says, of the cluster `expect` describes.
+pub fn check_content(
+    name: &WalFileName,
+    expect: &WalExpect,
+    head: &[u8],
+    size: u64,
+) -> std::result::Result<(), String> {
+    match name {
+        WalFileName::Segment(n) | WalFileName::Partial(n) => {
+            if size != u64::from(expect.seg_size.bytes()) {
+                return Err(format!(
+                    "holds {size} bytes, a segment of this cluster is {}",
+                    expect.seg_size.bytes()
+                ));
+            }
+            WalHeader::parse(head)?.check(*n, expect)
+        }
+        WalFileName::History(tli) => {
+            let text = std::str::from_utf8(head).map_err(|_| "not a text file".to_string())?;
+            TimelineHistory::parse(text, *tli).map(|_| ())
+        }
+        WalFileName::BackupHistory(..) => Ok(()),
+    }
 }

@@ -1,15 +1,18 @@
 //! `pgkeep archive-get <file> <dest>`: PostgreSQL's `restore_command`. Exits 0 after writing
-//! `dest` atomically with its checksum verified, 1 when the file is not in the repository (so
-//! PostgreSQL ends recovery or switches to streaming), another code for real errors. Fetches
-//! the next `get_prefetch` segments of the same timeline into the spool meanwhile.
+//! `dest` atomically with its checksum and content verified, 1 when the file is not in the
+//! repository (so PostgreSQL ends recovery or switches to streaming), and for any other error
+//! a code that stops recovery rather than ends it (see `outcome`). Fetches the next
+//! `get_prefetch` segments of the same timeline into the spool meanwhile.
 
 mod fetch;
+mod outcome;
 mod prefetch;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use fetch::get_one;
+pub use fetch::{check_content, get_one};
+pub use outcome::{RecoveryMode, settle};
 
 use crate::command::spool::Spool;
 use crate::command::with_deadline;
@@ -41,6 +44,11 @@ pub struct GetReport {
 }
 
 pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
+    let mode = RecoveryMode::of(&args.dest);
+    fetch_file(cfg, args).await.map_err(|e| settle(e, mode))
+}
+
+async fn fetch_file(cfg: &Config, args: GetArgs) -> Result<GetReport> {
     let start = Instant::now();
     with_deadline("archive-get", cfg.archive.timeout, async {
         // PostgreSQL only asks for WAL file names; anything else is a configuration mistake.
@@ -57,12 +65,9 @@ pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
         let name = parse_name(&args.file, repo.info().seg_size)?;
 
         // Fetch this file; meanwhile fetch the next segments into the spool.
-        let ahead = prefetch::plan(
-            spool.as_ref(),
-            &name,
-            repo.info().seg_size,
-            cfg.archive.get_prefetch,
-        );
+        let seg = repo.info().seg_size;
+        let mut ahead = prefetch::plan(spool.as_ref(), &name, seg, cfg.archive.get_prefetch);
+        ahead.truncate(prefetch::affordable(spool.as_ref(), seg, ahead.len()));
         let prefetching = tokio::spawn(prefetch::fetch_all(repo.clone(), spool.clone(), ahead));
         let size = match get_one(&repo, &name, &args.dest).await {
             Ok(size) => size,

@@ -1,5 +1,7 @@
 //! Parallel prefetch for archive-get: the next segments of the same timeline are fetched,
-//! verified and written into the spool, so that replay never waits for the store.
+//! verified and written into the spool, so that replay never waits for the store. Prefetch is
+//! a convenience: it never takes the space the segment PostgreSQL asked for needs, and never
+//! holds more than a few segments in memory.
 
 use std::path::Path;
 
@@ -67,6 +69,40 @@ pub fn plan(
         .collect()
 }
 
+/// Segments fetched at once: each holds its stored object in memory while it is written.
+const PARALLEL: usize = 4;
+
+/// Free space prefetch always leaves on the spool's file system, besides the requested
+/// segment itself (which may land on the same file system).
+const RESERVE: u64 = 64 << 20;
+
+/// How many of `wanted` segments the spool's file system can take while leaving room for
+/// the requested segment, and a reserve for PostgreSQL itself. Unknown space: none.
+pub fn affordable(spool: Option<&Spool>, seg: WalSegSize, wanted: usize) -> usize {
+    let Some(spool) = spool else { return 0 };
+    let dir = spool.get_dir();
+    let probe = if dir.exists() {
+        dir
+    } else {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    };
+    let Ok(free) = localfs::available_space(&probe) else {
+        return 0;
+    };
+    let seg = u64::from(seg.bytes());
+    let spare = free.saturating_sub(seg + RESERVE) / seg;
+    let n = wanted.min(usize::try_from(spare).unwrap_or(usize::MAX));
+    if n < wanted {
+        tracing::warn!(
+            free,
+            wanted,
+            prefetching = n,
+            "little free space: prefetching fewer segments"
+        );
+    }
+    n
+}
+
 /// Fetches `names` concurrently into the spool; returns how many arrived. Missing files and
 /// errors are skipped: the later call for that file fetches it itself and reports properly.
 pub async fn fetch_all(repo: Repo, spool: Option<Spool>, names: Vec<WalFileName>) -> usize {
@@ -79,7 +115,7 @@ pub async fn fetch_all(repo: Repo, spool: Option<Spool>, names: Vec<WalFileName>
         return 0;
     }
     let seg = repo.info().seg_size;
-    let width = names.len();
+    let width = names.len().clamp(1, PARALLEL);
     futures::stream::iter(names)
         .map(|name| {
             let dest = spool.get_dir().join(name.file_name(seg));

@@ -13,10 +13,15 @@ use crate::pg::WalFileName;
 use crate::pipeline::{Digest, EncodeOptions};
 use crate::repo::Repo;
 
-/// If `file` was pushed ahead and the local file is still the one that was read (same
-/// device, inode, size and modification time), consume the record and report success without
-/// touching the repository.
-pub async fn claim(spool: Option<&Spool>, path: &Path, file: &str) -> Result<Option<Pushed>> {
+/// If `file` was pushed ahead into `repository` and the local file is still the one that was
+/// read (same device, inode, size and modification time), consume the record and report
+/// success without touching the repository.
+pub async fn claim(
+    spool: Option<&Spool>,
+    repository: &str,
+    path: &Path,
+    file: &str,
+) -> Result<Option<Pushed>> {
     let Some(spool) = spool else { return Ok(None) };
     let Some(record) = spool.read_push_record(file) else {
         return Ok(None);
@@ -25,6 +30,15 @@ pub async fn claim(spool: Option<&Spool>, path: &Path, file: &str) -> Result<Opt
     spool.remove_push_record(file);
     let meta = std::fs::metadata(path).map_err(|e| Error::io("stat wal file", path, e))?;
     let identity = FileIdentity::of(&meta);
+    if record.repository != repository {
+        tracing::warn!(
+            file,
+            recorded = record.repository,
+            repository,
+            "pushed ahead into another repository; pushing it here"
+        );
+        return Ok(None);
+    }
     let sha256 = Digest::parse(&record.sha256).ok();
     match sha256 {
         Some(sha256) if identity == record.file => Ok(Some(Pushed {
@@ -87,6 +101,7 @@ pub fn plan(
 /// also bounds memory); uploads overlap freely.
 pub async fn push_all(
     repo: &Repo,
+    repository: &str,
     spool: Option<&Spool>,
     wal_dir: &Path,
     names: Vec<WalFileName>,
@@ -111,7 +126,7 @@ pub async fn push_all(
                     Err(e) => Err(e),
                 };
                 match pushed {
-                    Ok(p) => record(spool, &p).map_err(|e| (p.file, e)),
+                    Ok(p) => record(spool, repository, &p).map_err(|e| (p.file, e)),
                     Err(e) => Err((name.file_name(seg), e)),
                 }
             }
@@ -130,9 +145,9 @@ pub async fn push_all(
         .await
 }
 
-fn record(spool: &Spool, p: &Pushed) -> Result<()> {
+fn record(spool: &Spool, repository: &str, p: &Pushed) -> Result<()> {
     match p.identity {
-        Some(id) => spool.write_push_record(&p.file, p.sha256, id),
+        Some(id) => spool.write_push_record(&p.file, repository, p.sha256, id),
         None => Ok(()),
     }
 }

@@ -41,8 +41,11 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
         let wal_dir = args.path.parent().unwrap_or(Path::new("."));
         let spool = Spool::locate(cfg.archive.spool_path.as_deref(), wal_dir);
 
-        // An earlier call pushed it ahead: answer from the spool record.
-        if let Some(pushed) = lookahead::claim(spool.as_ref(), &args.path, &file).await? {
+        // An earlier call pushed it ahead into this repository: answer from the spool record.
+        let repository = crate::repo::store::identity(&cfg.repository);
+        if let Some(pushed) =
+            lookahead::claim(spool.as_ref(), &repository, &args.path, &file).await?
+        {
             return Ok(report(pushed, 0, start));
         }
 
@@ -67,7 +70,7 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
         };
         let (pushed, ahead_done) = tokio::join!(
             store(&repo, &name, prepared),
-            lookahead::push_all(&repo, spool.as_ref(), wal_dir, ahead, opts),
+            lookahead::push_all(&repo, &repository, spool.as_ref(), wal_dir, ahead, opts),
         );
         Ok(report(pushed?, ahead_done, start))
     })

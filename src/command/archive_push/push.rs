@@ -10,7 +10,7 @@ use crate::command::blocking;
 use crate::command::spool::FileIdentity;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
-use crate::pg::{WalFileName, WalHeader};
+use crate::pg::{TimelineHistory, WalFileName, WalHeader};
 use crate::pipeline::{self, Digest, EncodeOptions, Encoded};
 use crate::repo::{Created, Repo, RepoKey};
 
@@ -43,6 +43,8 @@ pub struct Pushed {
 pub struct Prepared {
     encoded: Encoded,
     head: Option<[u8; LONG_HEADER_LEN]>,
+    /// The whole content of a small text file (history, backup history), to be parsed.
+    text: Option<Vec<u8>>,
     len: u64,
     identity: FileIdentity,
 }
@@ -77,7 +79,18 @@ pub fn check(prepared: &Prepared, path: &Path, name: &WalFileName, repo: &Repo) 
     match (name.segment(), &prepared.head) {
         (Some(segment), Some(head)) => check_segment(head, path, prepared.len, segment, &expect),
         (Some(_), None) => Err(truncated(path, prepared.len, &expect)),
-        (None, _) => Ok(()),
+        (None, _) => match (name, &prepared.text) {
+            // A garbage history stored once would be "already there, different" for the real
+            // one forever: PostgreSQL must be able to read it before it is archived.
+            (WalFileName::History(tli), Some(text)) => {
+                let text = std::str::from_utf8(text)
+                    .map_err(|_| invalid(format!("{} is not text", path.display())))?;
+                TimelineHistory::parse(text, *tli)
+                    .map(|_| ())
+                    .map_err(|e| invalid(format!("{}: {e}", path.display())))
+            }
+            _ => Ok(()),
+        },
     }
 }
 
@@ -172,8 +185,18 @@ fn read_and_encode(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result
             .map_err(|e| Error::io("read wal file", path, e))?;
         head = Some(h);
     }
-    let encoded = pipeline::encode(&mut f, opts, len as usize)
-        .map_err(|e| Error::io("read wal file", path, e))?;
+    let mut text = None;
+    let encoded = if is_segment {
+        pipeline::encode(&mut f, opts, len as usize)
+    } else {
+        let mut body = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut body)
+            .map_err(|e| Error::io("read wal file", path, e))?;
+        let encoded = pipeline::encode(&mut body.as_slice(), opts, body.len());
+        text = Some(body);
+        encoded
+    }
+    .map_err(|e| Error::io("read wal file", path, e))?;
     // The header was read before the body: both must describe one and the same file.
     if encoded.header.plain_size != len {
         return Err(Error::new(
@@ -185,6 +208,7 @@ fn read_and_encode(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result
     Ok(Prepared {
         encoded,
         head,
+        text,
         len,
         identity,
     })
