@@ -84,12 +84,14 @@ fn recovery_target(t: TargetArgs) -> Result<restore::RecoveryTarget, Error> {
             t.target,
         ) {
             (Some(time), ..) => {
-                let at = restore::target::parse_time(&time).map_err(bad_target)?;
+                let at = restore::target::parse_time(&time).map_err(|e| {
+                    Error::new(ErrorKind::InvalidInput, e).hint(restore::target::TIME_HINT)
+                })?;
                 T::Time(time, at)
             }
             (_, Some(l), ..) => T::Lsn(l.parse().map_err(bad_target)?),
-            (_, _, Some(x), ..) => T::Xid(x),
-            (_, _, _, Some(n), _) => T::Name(n),
+            (_, _, Some(x), ..) => T::Xid(restore::target::parse_xid(&x).map_err(bad_target)?),
+            (_, _, _, Some(n), _) => T::Name(restore::target::parse_name(&n).map_err(bad_target)?),
             (_, _, _, _, Some(t)) if t == "immediate" => T::Immediate,
             (_, _, _, _, Some(t)) => {
                 return Err(bad_target(format!(
@@ -179,6 +181,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                 target_timeline,
                 target_action,
                 standby,
+                tablespace_map,
             } => {
                 let target_action = target_action
                     .map(|a| a.parse())
@@ -194,6 +197,8 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                     target_action,
                     standby,
                     primary_conninfo: None,
+                    tablespace_map: tablespace_map.into_iter().collect(),
+                    pgkeep_bin: None,
                 };
                 let r = restore::run(cfg, args).await?;
                 let kept = if delta {
