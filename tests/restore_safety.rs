@@ -75,6 +75,21 @@ fn tablespaces_are_restored_inside_the_target_or_where_mapped_never_over_the_sou
     assert_eq!(restored.psql("SELECT count(*) FROM tt"), "1500");
     drop(restored);
 
+    // --delta over it sweeps the tablespace's directory too, and keeps what matches.
+    let junk = target.join("pg_tblspc_data").join(&oid).join("junk");
+    std::fs::write(&junk, b"x").unwrap();
+    let r = pk.ok(&["restore", s(&target), "--delta"]);
+    assert!(
+        r.stdout.contains("kept as they were") && !r.stdout.contains("(0 kept"),
+        "{}",
+        r.stdout
+    );
+    assert!(!junk.exists());
+    assert_eq!(inodes(&live_ts), before);
+    let restored = start_restored(&pg_bin(), &target);
+    assert_eq!(restored.psql("SELECT count(*) FROM tt"), "1500");
+    drop(restored);
+
     // Mapped into an explicit directory.
     let mapped_ts = dir.path().join("mapped-ts");
     std::fs::create_dir(&mapped_ts).unwrap();

@@ -51,7 +51,7 @@ pub fn restore_command(r: &Replay<'_>) -> Result<String> {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             continue;
         }
-        cmd.push_str(&format!("{name}={} ", sh_quote(&checked(name, value)?)));
+        cmd.push_str(&format!("{name}={} ", sh_quote(checked(name, value)?)));
     }
     cmd.push_str(&sh_quote(&checked_path("pgkeep program", r.program)?));
     if let Some(c) = r.config {
