@@ -72,6 +72,21 @@ fn bad_target(e: String) -> Error {
     Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'")
 }
 
+/// `--tablespace-map` by oid; an oid mapped twice is refused.
+fn tablespace_map_of(
+    pairs: Vec<(u32, std::path::PathBuf)>,
+) -> Result<BTreeMap<u32, std::path::PathBuf>, Error> {
+    let mut map = BTreeMap::new();
+    for (oid, dir) in pairs {
+        if map.insert(oid, dir).is_some() {
+            return Err(bad_target(format!(
+                "--tablespace-map names oid {oid} twice"
+            )));
+        }
+    }
+    Ok(map)
+}
+
 /// The recovery target the flags name (the end of the archive when none).
 fn recovery_target(t: TargetArgs) -> Result<restore::RecoveryTarget, Error> {
     use restore::RecoveryTarget as T;
@@ -197,7 +212,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                     target_action,
                     standby,
                     primary_conninfo: None,
-                    tablespace_map: tablespace_map.into_iter().collect(),
+                    tablespace_map: tablespace_map_of(tablespace_map)?,
                     pgkeep_bin: None,
                 };
                 let r = restore::run(cfg, args).await?;

@@ -23,6 +23,9 @@ pub struct Placement {
     tablespaces: BTreeMap<u32, PathBuf>,
     /// oid → whether the operator mapped it (else it is under the target).
     mapped: BTreeMap<u32, bool>,
+    /// In-place tablespaces (PostgreSQL 15's `allow_in_place_tablespaces`): `pg_tblspc/<oid>`
+    /// is a directory of the target itself.
+    in_place: Vec<u32>,
 }
 
 impl Placement {
@@ -31,6 +34,10 @@ impl Placement {
     pub fn new(target: &Path, m: &Manifest, map: &BTreeMap<u32, PathBuf>) -> Result<Placement> {
         let mut tablespaces = BTreeMap::new();
         let mut mapped = BTreeMap::new();
+        let in_place = (m.entries.iter())
+            .filter(|e| matches!(e.kind, EntryKind::Dir))
+            .filter_map(|e| tablespace_oid(&e.path))
+            .collect();
         for e in &m.entries {
             if safe_path(&e.path).ok().as_deref() != Some(e.path.as_str()) {
                 return Err(untrusted(
@@ -78,6 +85,7 @@ impl Placement {
             target: target.to_path_buf(),
             tablespaces,
             mapped,
+            in_place,
         })
     }
 
@@ -160,7 +168,11 @@ impl Placement {
             // The link itself lives in the target's pg_tblspc.
             return Ok((&self.target, rel));
         }
-        if rel.starts_with("pg_tblspc/") && rel.matches('/').count() > 1 {
+        let in_place = (rel.strip_prefix("pg_tblspc/"))
+            .and_then(|r| r.split_once('/'))
+            .and_then(|(oid, _)| oid.parse::<u32>().ok())
+            .is_some_and(|oid| self.in_place.contains(&oid));
+        if rel.starts_with("pg_tblspc/") && rel.matches('/').count() > 1 && !in_place {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 format!("'{rel}' is under no tablespace of the backup"),
@@ -255,6 +267,12 @@ mod tests {
         assert!(p.skipped("pg_tblspc_data/16400/PG_15_1/5/1"));
         assert!(!p.skipped("pg_tblspc_data/99/x"));
         assert!(p.dest("pg_tblspc/99/x").is_err(), "no such tablespace");
+        let in_place = manifest(&[("pg_tblspc/99", None), ("pg_tblspc/99/PG_15_1", None)]);
+        let p2 = Placement::new(Path::new("/r"), &in_place, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            p2.join("pg_tblspc/99/PG_15_1").unwrap(),
+            Path::new("/r/pg_tblspc/99/PG_15_1")
+        );
         for bad in [
             BTreeMap::from([(7, PathBuf::from("/mnt/x"))]),
             BTreeMap::from([(16401, PathBuf::from("/r/ts"))]),
