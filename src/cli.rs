@@ -70,6 +70,10 @@ pub enum Command {
         /// Restore as a standby (standby.signal) that keeps replaying.
         #[arg(long)]
         standby: bool,
+        /// Restore tablespace OID into DIR (absolute, empty unless --delta or --force);
+        /// repeatable. Default: <dir>/pg_tblspc_data/<oid>, never the source's location.
+        #[arg(long, value_name = "OID=DIR", value_parser = tablespace_mapping)]
+        tablespace_map: Vec<(u32, PathBuf)>,
     },
     /// Patroni's create_replica_methods entry: restore the newest backup as a standby of the
     /// leader. Exit 1 (declined, Patroni tries its next method) when there is no backup or
@@ -173,6 +177,21 @@ pub struct TargetArgs {
     /// 'immediate': stop as soon as the backup is consistent.
     #[arg(long, value_name = "immediate")]
     pub target: Option<String>,
+}
+
+/// `OID=DIR` of `--tablespace-map`.
+fn tablespace_mapping(s: &str) -> Result<(u32, PathBuf), String> {
+    let (oid, dir) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not OID=DIR"))?;
+    let oid = oid
+        .parse::<u32>()
+        .map_err(|_| format!("'{oid}' is not a tablespace oid"))?;
+    let dir = PathBuf::from(dir);
+    if !dir.is_absolute() {
+        return Err(format!("'{}' is not an absolute directory", dir.display()));
+    }
+    Ok((oid, dir))
 }
 
 /// Python's spelling of booleans, as Patroni writes them (`--keep_data=False`).
@@ -310,5 +329,16 @@ mod tests {
             "x",
         ]);
         assert!(Cli::try_parse_from(argv).is_err(), "one target at most");
+    }
+
+    #[test]
+    fn tablespace_maps_are_oid_and_absolute_dir() {
+        assert_eq!(
+            tablespace_mapping("16400=/mnt/ts").unwrap(),
+            (16400, PathBuf::from("/mnt/ts"))
+        );
+        for bad in ["16400", "x=/mnt", "16400=rel/dir", "-1=/a"] {
+            assert!(tablespace_mapping(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -76,6 +76,8 @@ pub struct Raw {
     log: RawLog,
     #[serde(skip)]
     path: Option<PathBuf>,
+    #[serde(skip)]
+    env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +222,9 @@ pub struct Config {
     pub log_level: String,
     /// The configuration file read, if any (restore writes it into restore_command).
     pub path: Option<PathBuf>,
+    /// The `PGKEEP_<SECTION>_<KEY>` variables overlaid on the file, by name: restore carries
+    /// those replay reads into restore_command.
+    pub env: Vec<(String, String)>,
 }
 
 /// Measured on pgbench WAL (see bench/README.md): level 1 pushes a 16 MiB segment 10-25% faster
@@ -246,8 +251,8 @@ impl Raw {
             )
             .hint("the file must be TOML; see config/pgkeep.toml for an example")
         })?;
-        overlay_env(&mut table, vars)?;
-        Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let env = overlay_env(&mut table, vars)?;
+        let raw = Raw::deserialize(toml::Value::Table(table)).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
                 format!(
@@ -257,7 +262,8 @@ impl Raw {
                 ),
             )
             .hint("see config/README.md for every key, its type and default")
-        })
+        })?;
+        Ok(Raw { env, ..raw })
     }
 
     /// Reads the file (when there is one) and overlays the environment.
@@ -352,11 +358,17 @@ impl Raw {
             scheduler: self.scheduler.resolve()?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,
+            env: self.env,
         })
     }
 }
 
-fn overlay_env(table: &mut toml::Table, vars: &BTreeMap<String, String>) -> Result<()> {
+/// Overlays the `PGKEEP_<SECTION>_<KEY>` variables; returns those applied.
+fn overlay_env(
+    table: &mut toml::Table,
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
+    let mut applied = Vec::new();
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("PGKEEP_") else {
             continue;
@@ -385,8 +397,9 @@ fn overlay_env(table: &mut toml::Table, vars: &BTreeMap<String, String>) -> Resu
             ));
         };
         t.insert(key.to_string(), toml::Value::String(value.clone()));
+        applied.push((name.clone(), value.clone()));
     }
-    Ok(())
+    Ok(applied)
 }
 
 /// `backup.max_rate` in kB/s: 0 (the default) for no limit, else what PostgreSQL accepts.

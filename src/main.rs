@@ -115,6 +115,21 @@ fn bad_target(e: String) -> Error {
     Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'")
 }
 
+/// `--tablespace-map` by oid; an oid mapped twice is refused.
+fn tablespace_map_of(
+    pairs: Vec<(u32, std::path::PathBuf)>,
+) -> Result<BTreeMap<u32, std::path::PathBuf>, Error> {
+    let mut map = BTreeMap::new();
+    for (oid, dir) in pairs {
+        if map.insert(oid, dir).is_some() {
+            return Err(bad_target(format!(
+                "--tablespace-map names oid {oid} twice"
+            )));
+        }
+    }
+    Ok(map)
+}
+
 /// The recovery target the flags name (the end of the archive when none).
 fn recovery_target(t: TargetArgs) -> Result<restore::RecoveryTarget, Error> {
     use restore::RecoveryTarget as T;
@@ -127,12 +142,14 @@ fn recovery_target(t: TargetArgs) -> Result<restore::RecoveryTarget, Error> {
             t.target,
         ) {
             (Some(time), ..) => {
-                let at = restore::target::parse_time(&time).map_err(bad_target)?;
+                let at = restore::target::parse_time(&time).map_err(|e| {
+                    Error::new(ErrorKind::InvalidInput, e).hint(restore::target::TIME_HINT)
+                })?;
                 T::Time(time, at)
             }
             (_, Some(l), ..) => T::Lsn(l.parse().map_err(bad_target)?),
-            (_, _, Some(x), ..) => T::Xid(x),
-            (_, _, _, Some(n), _) => T::Name(n),
+            (_, _, Some(x), ..) => T::Xid(restore::target::parse_xid(&x).map_err(bad_target)?),
+            (_, _, _, Some(n), _) => T::Name(restore::target::parse_name(&n).map_err(bad_target)?),
             (_, _, _, _, Some(t)) if t == "immediate" => T::Immediate,
             (_, _, _, _, Some(t)) => {
                 return Err(bad_target(format!(
@@ -222,6 +239,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                 target_timeline,
                 target_action,
                 standby,
+                tablespace_map,
             } => {
                 let target_action = target_action
                     .map(|a| a.parse())
@@ -237,6 +255,8 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                     target_action,
                     standby,
                     primary_conninfo: None,
+                    tablespace_map: tablespace_map_of(tablespace_map)?,
+                    pgkeep_bin: None,
                 };
                 let r = restore::run(cfg, args).await?;
                 let kept = if delta {

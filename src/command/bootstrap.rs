@@ -32,6 +32,9 @@ pub async fn run(cfg: &Config, args: BootstrapArgs) -> Result<RestoreReport> {
             target_action: Some(TargetAction::Promote),
             standby: false,
             primary_conninfo: None,
+            // Tablespaces under the data directory; restore_command runs this pgkeep.
+            tablespace_map: Default::default(),
+            pgkeep_bin: None,
         },
     )
     .await

@@ -63,6 +63,9 @@ pub async fn run(cfg: &Config, args: CreateReplicaArgs) -> Result<CreateReplicaR
             target_action: None,
             standby: true,
             primary_conninfo: args.connstring,
+            // Tablespaces under the data directory; restore_command runs this pgkeep.
+            tablespace_map: Default::default(),
+            pgkeep_bin: None,
         },
     )
     .await?;

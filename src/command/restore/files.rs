@@ -1,13 +1,15 @@
-//! Writing a backup's entries under the target directory: directories and links first, then
-//! files rebuilt and verified in parallel (`pg_control` on its own, last).
+//! Writing a backup's entries where `Placement` puts them (the target, and each tablespace's
+//! directory): directories and links first, then files rebuilt and verified in parallel
+//! (`pg_control` on its own, last). No path here is joined by hand.
 
 use std::path::Path;
 
 use futures::StreamExt;
 
 use super::assemble::{Slots, Wanted, assemble};
+use super::place::Placement;
 use crate::command::blocking;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{EntryKind, Manifest};
 use crate::pipeline::checksum::Hasher;
@@ -15,17 +17,35 @@ use crate::repo::Repo;
 
 const PG_CONTROL: &str = "global/pg_control";
 
-pub fn create_dirs_and_links(target: &Path, m: &Manifest) -> Result<()> {
+pub fn create_dirs_and_links(place: &Placement, m: &Manifest) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for e in &m.entries {
-        let path = target.join(&e.path);
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|err| Error::io("chmod", path, err))
+    };
+    // Each tablespace's directory, where restore decided (inside the target unless mapped).
+    for (_, dir, _) in place.tablespaces() {
+        std::fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
+        chmod(dir, 0o700)?;
+        if let Some(parent) = dir.parent().filter(|p| p.starts_with(place.target())) {
+            chmod(parent, 0o700)?;
+        }
+    }
+    for e in m.entries.iter().filter(|e| !place.skipped(&e.path)) {
+        let path = place.dest(&e.path)?;
         match &e.kind {
             EntryKind::Dir => {
                 std::fs::create_dir_all(&path).map_err(|err| Error::io("create", &path, err))?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(e.mode & 0o7777))
-                    .map_err(|err| Error::io("chmod", &path, err))?;
+                chmod(&path, e.mode)?;
             }
-            EntryKind::Link { target: to } => {
+            EntryKind::Link { .. } => {
+                // Never the recorded target: on the source's host that is the live tablespace.
+                let to = place.link_target(&e.path).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!("no directory for link {}", e.path),
+                    )
+                })?;
                 // A delta restore finds the old link in place.
                 if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
                     std::fs::remove_file(&path).map_err(|err| Error::io("remove", &path, err))?;
@@ -45,7 +65,7 @@ pub fn create_dirs_and_links(target: &Path, m: &Manifest) -> Result<()> {
 pub async fn write_all(
     repo: &Repo,
     m: &Manifest,
-    target: &Path,
+    place: &Placement,
     concurrency: usize,
     only_control: bool,
     keep_matching: bool,
@@ -53,7 +73,7 @@ pub async fn write_all(
     let files: Vec<Wanted> = m
         .entries
         .iter()
-        .filter(|e| (e.path == PG_CONTROL) == only_control)
+        .filter(|e| (e.path == PG_CONTROL) == only_control && !place.skipped(&e.path))
         .filter_map(|e| match &e.kind {
             EntryKind::File {
                 size,
@@ -76,7 +96,7 @@ pub async fn write_all(
     let slots = &slots;
     let results: Vec<Result<Option<u64>>> = futures::stream::iter(files)
         .map(|w| async move {
-            let dest = target.join(&w.entry.path);
+            let dest = place.dest(&w.entry.path)?;
             if keep_matching && matches(&dest, w.size, w.sha256).await? {
                 return Ok(None);
             }
@@ -92,7 +112,7 @@ pub async fn write_all(
             bytes += n;
         }
     }
-    fsync_dirs(target, m)?;
+    fsync_dirs(place, m)?;
     Ok((count, bytes))
 }
 
@@ -125,13 +145,14 @@ pub fn sha256_of(path: &Path) -> Result<String> {
 }
 
 /// Files were renamed into place: their directories' entries must reach the disk too.
-fn fsync_dirs(target: &Path, m: &Manifest) -> Result<()> {
-    let dirs = m
-        .entries
-        .iter()
-        .filter(|e| matches!(e.kind, EntryKind::Dir))
-        .map(|e| target.join(&e.path))
-        .chain(std::iter::once(target.to_path_buf()));
+fn fsync_dirs(place: &Placement, m: &Manifest) -> Result<()> {
+    let mut dirs = vec![place.target().to_path_buf()];
+    dirs.extend(place.tablespaces().map(|(_, d, _)| d.to_path_buf()));
+    for e in &m.entries {
+        if matches!(e.kind, EntryKind::Dir) && !place.skipped(&e.path) {
+            dirs.push(place.join(&e.path)?);
+        }
+    }
     for d in dirs {
         localfs::fsync_dir(&d).map_err(|e| Error::io("fsync", &d, e))?;
     }

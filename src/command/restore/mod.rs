@@ -1,13 +1,19 @@
-//! `pgkeep restore <datadir> [--backup ID] [--force]`: select a backup, write its files in
-//! parallel (each verified before it is published), write the recovery settings so PostgreSQL
-//! replays the archive through `pgkeep archive-get`, and write `global/pg_control` last — a
-//! directory without it is plainly not a usable cluster, whatever happened before.
+//! `pgkeep restore <datadir> [--backup ID] [--force]`: select a backup, decide where each of
+//! its entries goes (`place`: inside the target, tablespaces under it or where mapped), write
+//! its files in parallel (each verified before it is published), write the recovery settings
+//! so PostgreSQL replays the archive through `pgkeep archive-get` with this configuration, and
+//! write `global/pg_control` last — a directory without it is plainly not a usable cluster,
+//! whatever happened before.
 
 mod assemble;
 mod delta;
 mod files;
+pub mod place;
+mod prepare;
+pub mod recovery;
 pub mod target;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::Manifest;
 use crate::repo::Repo;
+use place::Placement;
 pub use target::{RecoveryTarget, TargetAction};
 
 #[derive(Debug, Clone)]
@@ -40,6 +47,11 @@ pub struct RestoreArgs {
     /// `primary_conninfo` for a standby that streams from its primary once the archive is
     /// replayed.
     pub primary_conninfo: Option<String>,
+    /// Where each tablespace (by oid) is restored; one not named here goes to
+    /// `<dir>/pg_tblspc_data/<oid>`. Never where the source cluster kept it.
+    pub tablespace_map: BTreeMap<u32, PathBuf>,
+    /// The pgkeep program restore_command runs; this very program when `None`.
+    pub pgkeep_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,25 +68,31 @@ pub struct RestoreReport {
 
 pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     let began = Instant::now();
-    // Select the backup.
+    // The recovery settings, checked before anything is read or written.
+    let settings = recovery_settings(cfg, &args)?;
+
+    // Select the backup, and decide where each of its entries goes (never where it says).
     let repo = Repo::open(&cfg.repository).await?;
     let manifest = select(&repo, args.backup.as_deref(), &args.target).await?;
+    let place = placement(&args, &manifest)?;
 
     // Prepare the target directory (with --delta: pg_control first, then what is extraneous).
-    let removed = prepare_target(&args, &manifest)?;
+    let removed = prepare::prepare(&args, &place, &manifest)?;
 
     // Directories and links, then every file but pg_control, in parallel and verified.
-    files::create_dirs_and_links(&args.dir, &manifest)?;
-    let (dir, c) = (&args.dir, cfg.backup.concurrency);
-    let (count, bytes) = files::write_all(&repo, &manifest, dir, c, false, args.delta).await?;
+    files::create_dirs_and_links(&place, &manifest)?;
+    let c = cfg.backup.concurrency;
+    let (count, bytes) = files::write_all(&repo, &manifest, &place, c, false, args.delta).await?;
 
     // Recovery settings: replay the archive through pgkeep.
-    write_recovery_settings(&args, cfg.path.as_deref())?;
+    write_recovery_settings(&args, &settings)?;
 
     // pg_control last: until it is there, the directory cannot start as a cluster.
-    let (n, b) = files::write_all(&repo, &manifest, &args.dir, 1, true, false).await?;
+    let (n, b) = files::write_all(&repo, &manifest, &place, 1, true, false).await?;
     localfs::fsync_dir(&args.dir).map_err(|e| Error::io("fsync", &args.dir, e))?;
-    let total = manifest.entries.iter().filter(|e| e.is_file()).count();
+    let total = (manifest.entries.iter())
+        .filter(|e| e.is_file() && !place.skipped(&e.path))
+        .count();
     Ok(RestoreReport {
         backup: manifest.id.to_string(),
         files: count + n,
@@ -115,58 +133,40 @@ async fn select(repo: &Repo, wanted: Option<&str>, target: &RecoveryTarget) -> R
     })
 }
 
-/// Returns how many entries --delta removed.
-fn prepare_target(args: &RestoreArgs, m: &Manifest) -> Result<usize> {
-    let target = args.dir.as_path();
-    let occupied = std::fs::read_dir(target)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-    if occupied && args.delta {
-        return Ok(delta::clean(target, m)?.removed);
+/// The target and the mapped tablespace directories made absolute: a tablespace link must
+/// name its directory absolutely.
+fn placement(args: &RestoreArgs, m: &Manifest) -> Result<Placement> {
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io("resolve", p, e));
+    let mut map = BTreeMap::new();
+    for (oid, dir) in &args.tablespace_map {
+        map.insert(*oid, absolute(dir)?);
     }
-    if occupied {
-        if !args.force {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("target directory {} is not empty", target.display()),
-            )
-            .hint("restore into an empty directory, or pass --delta (keep matching files) or --force (replace everything)"));
-        }
-        for e in std::fs::read_dir(target).map_err(|e| Error::io("read", target, e))? {
-            let p = e.map_err(|e| Error::io("read", target, e))?.path();
-            let removed = if p.is_dir() && !p.is_symlink() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            removed.map_err(|e| Error::io("remove", &p, e))?;
-        }
-    }
-    std::fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io("chmod", target, e))?;
-    Ok(0)
+    Placement::new(&absolute(&args.dir)?, m, &map)
 }
 
-/// The signal file plus a restore_command that calls this very pgkeep with this config, and
-/// the recovery target.
-fn write_recovery_settings(args: &RestoreArgs, config: Option<&Path>) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("locate", Path::new("pgkeep"), e))?;
-    let mut cmd = format!("{}", exe.display());
-    if let Some(c) = config {
-        let c = std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf());
-        cmd.push_str(&format!(" --config {}", c.display()));
-    }
-    cmd.push_str(" archive-get %f %p");
+/// The lines restore appends to postgresql.auto.conf: a restore_command that calls this
+/// pgkeep (or `pgkeep_bin`) with this configuration, and the recovery target. Every value is
+/// checked, so a bad one is refused before anything is written.
+fn recovery_settings(cfg: &Config, args: &RestoreArgs) -> Result<String> {
+    let bad =
+        |e: String| Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'");
+    args.target.validate().map_err(bad)?;
+    let timeline = args.target_timeline.as_deref().unwrap_or("latest");
+    let timeline = target::parse_timeline(timeline).map_err(bad)?;
+    let program = match &args.pgkeep_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| Error::io("locate", Path::new("pgkeep"), e))?,
+    };
+    let config =
+        (cfg.path.as_deref()).map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf()));
+    let replay = recovery::Replay {
+        program: &program,
+        config: config.as_deref(),
+        env: &cfg.env,
+    };
     let mut settings = vec![
-        ("restore_command", cmd),
-        (
-            "recovery_target_timeline",
-            args.target_timeline
-                .clone()
-                .unwrap_or_else(|| "latest".into()),
-        ),
+        ("restore_command", recovery::restore_command(&replay)?),
+        ("recovery_target_timeline", timeline),
     ];
     settings.extend(args.target.settings());
     if let Some(action) = args.target_action {
@@ -175,13 +175,18 @@ fn write_recovery_settings(args: &RestoreArgs, config: Option<&Path>) -> Result<
     if let Some(conninfo) = &args.primary_conninfo {
         settings.push(("primary_conninfo", conninfo.clone()));
     }
-    let mut text =
-        std::fs::read_to_string(args.dir.join("postgresql.auto.conf")).unwrap_or_default();
-    text.push_str("\n# added by pgkeep restore\n");
+    let mut text = String::from("\n# added by pgkeep restore\n");
     for (k, v) in settings {
-        text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        text.push_str(&recovery::conf_line(k, &v)?);
     }
+    Ok(text)
+}
+
+/// Appends `settings` to postgresql.auto.conf and writes the signal file.
+fn write_recovery_settings(args: &RestoreArgs, settings: &str) -> Result<()> {
     let auto = args.dir.join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
+    text.push_str(settings);
     localfs::write_atomic(&auto, |f| std::io::Write::write_all(f, text.as_bytes()))
         .map_err(|e| Error::io("write", &auto, e))?;
     let signal = args.dir.join(if args.standby {

@@ -54,8 +54,9 @@ impl fmt::Display for TargetAction {
     }
 }
 
-/// Parses a time as PostgreSQL accepts it for recovery_target_time, in the common forms:
-/// RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]]` (UTC when no offset is given).
+/// Parses a recovery target time, which must carry its UTC offset: RFC 3339, or
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]`. A time without one is refused: pgkeep would choose
+/// the backup in one zone and PostgreSQL stop in another (its `timezone` setting).
 pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t);
@@ -65,9 +66,71 @@ pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, String> {
             return Ok(t);
         }
     }
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|n| n.and_utc().fixed_offset())
-        .map_err(|_| format!("invalid target time '{s}': use e.g. 2026-11-21 22:00:00+00"))
+    let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .any(|f| NaiveDateTime::parse_from_str(s, f).is_ok());
+    Err(if naive {
+        format!("target time '{s}' has no utc offset")
+    } else {
+        format!("invalid target time '{}'", s.escape_debug())
+    })
+}
+
+/// The hint for a refused target time: the form that is accepted.
+pub const TIME_HINT: &str =
+    "give the time with its offset, e.g. --target-time '2026-11-21 22:00:00+01'";
+
+/// The longest restore point name PostgreSQL keeps (NAMEDATALEN - 1).
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// `recovery_target_timeline` as PostgreSQL accepts it: `latest`, `current`, or a timeline
+/// number (decimal, or hexadecimal with `0x`), returned in decimal.
+pub fn parse_timeline(s: &str) -> Result<String, String> {
+    if s == "latest" || s == "current" {
+        return Ok(s.to_string());
+    }
+    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u32::from_str_radix(hex, 16).ok()
+        }
+        _ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<u32>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 => Ok(n.to_string()),
+        _ => Err(format!(
+            "invalid target timeline '{}': latest, current or a timeline number",
+            s.escape_debug()
+        )),
+    }
+}
+
+/// `recovery_target_xid`: a transaction id in decimal (64-bit: epoch-qualified ids too).
+pub fn parse_xid(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
+    ok.then(|| s.to_string()).ok_or_else(|| {
+        format!(
+            "invalid target xid '{}': a transaction id in decimal",
+            s.escape_debug()
+        )
+    })
+}
+
+/// `recovery_target_name`: a restore point name, at most 63 bytes, no control characters.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "invalid target name of {} bytes: a restore point name has 1 to {MAX_NAME_BYTES}",
+            s.len()
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid target name '{}': control characters",
+            s.escape_debug()
+        ));
+    }
+    Ok(s.to_string())
 }
 
 impl RecoveryTarget {
@@ -92,12 +155,25 @@ impl RecoveryTarget {
         Ok(found)
     }
 
+    /// Checks what a library caller built by hand as the flags' parsers would.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            RecoveryTarget::Xid(x) => parse_xid(x).map(drop),
+            RecoveryTarget::Name(n) => parse_name(n).map(drop),
+            _ => Ok(()),
+        }
+    }
+
     /// The `recovery_target*` settings for postgresql.auto.conf.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         match self {
             RecoveryTarget::Latest => vec![],
             RecoveryTarget::Immediate => vec![("recovery_target", "immediate".into())],
-            RecoveryTarget::Time(text, _) => vec![("recovery_target_time", text.clone())],
+            // Normalised with a numeric offset: PostgreSQL must not read it in its `timezone`.
+            RecoveryTarget::Time(_, t) => vec![(
+                "recovery_target_time",
+                t.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string(),
+            )],
             RecoveryTarget::Lsn(l) => vec![("recovery_target_lsn", l.to_string())],
             RecoveryTarget::Xid(x) => vec![("recovery_target_xid", x.clone())],
             RecoveryTarget::Name(n) => vec![("recovery_target_name", n.clone())],
@@ -163,8 +239,13 @@ mod tests {
             Some("20261121T100000Z-F")
         );
         assert_eq!(
-            id(&t("2026-11-21 10:00:00")).as_deref(),
+            id(&t("2026-11-21 10:00:00+00")).as_deref(),
             Some("20261120T100000Z-F")
+        );
+        assert_eq!(
+            id(&t("2026-11-21 11:00:00+01")).as_deref(),
+            Some("20261120T100000Z-F"),
+            "10:00 utc: before the second backup ended"
         );
         assert_eq!(id(&t("2026-11-19T00:00:00Z")), None);
         assert_eq!(
@@ -183,11 +264,17 @@ mod tests {
             "2026-11-21T22:00:00Z",
             "2026-11-21 22:00:00+00",
             "2026-11-21 22:00:00.123456+01:00",
-            "2026-11-21 22:00:00",
+            "2026-11-21 22:00:00+0530",
         ] {
             assert!(parse_time(s).is_ok(), "{s}");
         }
-        assert!(parse_time("yesterday").is_err());
+        for naive in ["2026-11-21 22:00:00", "2026-11-21T22:00:00.5"] {
+            assert!(
+                parse_time(naive).unwrap_err().contains("no utc offset"),
+                "{naive}"
+            );
+        }
+        assert!(parse_time("yesterday").unwrap_err().contains("invalid"));
         assert_eq!(
             "promote".parse::<TargetAction>().unwrap(),
             TargetAction::Promote
@@ -202,5 +289,42 @@ mod tests {
             vec![("recovery_target_name", "p1".to_string())]
         );
         assert!(RecoveryTarget::Latest.settings().is_empty());
+        let s = "2026-11-21 22:00:00+01";
+        assert_eq!(
+            RecoveryTarget::Time(s.into(), parse_time(s).unwrap()).settings(),
+            vec![(
+                "recovery_target_time",
+                "2026-11-21 22:00:00.000000+01:00".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn timelines_xids_and_names_are_checked() {
+        assert_eq!(parse_timeline("latest").unwrap(), "latest");
+        assert_eq!(parse_timeline("current").unwrap(), "current");
+        assert_eq!(parse_timeline("3").unwrap(), "3");
+        assert_eq!(parse_timeline("0x1A").unwrap(), "26");
+        for bad in [
+            "0",
+            "",
+            "-1",
+            "x",
+            "0x",
+            "4294967296",
+            "1\nrestore_command = 'x'",
+        ] {
+            assert!(parse_timeline(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_xid("742").unwrap(), "742");
+        for bad in ["", "-1", "12a", "1 2", "99999999999999999999"] {
+            assert!(parse_xid(bad).is_err(), "{bad}");
+        }
+        assert!(parse_name(&"n".repeat(63)).is_ok());
+        assert!(parse_name(&"n".repeat(64)).is_err());
+        assert!(parse_name("").is_err());
+        assert!(parse_name("p1\nrestore_command = 'x'").is_err());
+        assert!(RecoveryTarget::Name("a\tb".into()).validate().is_err());
+        assert!(RecoveryTarget::Xid("1".into()).validate().is_ok());
     }
 }
