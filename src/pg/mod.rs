@@ -10,6 +10,7 @@ pub mod lsn;
 pub mod page;
 pub mod passfile;
 pub mod replication;
+pub mod timeline;
 pub mod wal;
 pub mod wal_header;
 

@@ -59,6 +59,7 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     // Select the backup.
     let repo = Repo::open(&cfg.repository).await?;
     let manifest = select(&repo, args.backup.as_deref(), &args.target).await?;
+    let hold = crate::repo::hold::hold(&repo, manifest.id.as_str(), "restore").await?;
 
     // Prepare the target directory (with --delta: pg_control first, then what is extraneous).
     let removed = prepare_target(&args, &manifest)?;
@@ -75,6 +76,7 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     let (n, b) = files::write_all(&repo, &manifest, &args.dir, 1, true, false).await?;
     localfs::fsync_dir(&args.dir).map_err(|e| Error::io("fsync", &args.dir, e))?;
     let total = manifest.entries.iter().filter(|e| e.is_file()).count();
+    hold.release().await?;
     Ok(RestoreReport {
         backup: manifest.id.to_string(),
         files: count + n,
