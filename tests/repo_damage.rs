@@ -147,22 +147,14 @@ fn verify_reads_every_wal_object_and_both_repo_json_copies() {
     std::fs::write(&a_path, &ga).unwrap();
     std::fs::write(&b_path, &gb).unwrap();
     // A segment truncated and re-encoded: its checksum holds, its size does not.
+    let full = backups(&pk)[0]["id"].as_str().unwrap().to_string();
     damaged(
         &b_path,
         |stored| {
             let plain = decode(&stored);
             encode(&plain[..plain.len() / 2])
         },
-        || {
-            names_problem(
-                &[
-                    "--backup",
-                    &backups(&pk)[0]["id"].as_str().unwrap().to_string(),
-                ],
-                &b,
-                "holds",
-            )
-        },
+        || names_problem(&["--backup", &full], &b, "holds"),
     );
     // info reads no WAL, so it does not call it verified.
     let info = pk.ok(&["info"]).stdout;
