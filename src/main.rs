@@ -68,6 +68,12 @@ fn expire_table(r: &expire::ExpireReport) -> String {
         }
         None => out.push_str("wal: nothing expires (no backup kept)\n"),
     }
+    if let Some(why) = &r.deferred {
+        out.push_str(&format!(
+            "deferred: {why} since the plan; the manifests above are removed, their objects and the wal stay until the next expire\n"
+        ));
+        return out;
+    }
     out.push_str(if r.executed {
         "done: manifests first, then their objects, then the wal\n"
     } else {
@@ -270,7 +276,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"plan": r.plan, "executed": r.executed, "objects": r.objects})
+                        serde_json::json!({"plan": r.plan, "executed": r.executed, "objects": r.objects, "deferred": r.deferred})
                     );
                 } else {
                     print!("{}", expire_table(&r));

@@ -33,6 +33,9 @@ pub struct ExpireReport {
     pub executed: bool,
     /// Backup objects deleted.
     pub objects: usize,
+    /// Why the objects and WAL of the plan were left for the next run (a hold taken on an
+    /// expired backup after the plan was made).
+    pub deferred: Option<String>,
 }
 
 pub async fn run(cfg: &Config, args: ExpireArgs) -> Result<ExpireReport> {
@@ -83,6 +86,7 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
             plan,
             executed: false,
             objects: 0,
+            deferred: None,
         });
     }
 
@@ -98,15 +102,11 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
         .iter()
         .find(|h| plan.expire.iter().any(|id| id.as_str() == h.backup))
     {
-        tracing::warn!(
-            backup = h.backup,
-            "{} since the plan: no objects or wal deleted this run",
-            h.describe()
-        );
         return Ok(ExpireReport {
             plan,
             executed: true,
             objects: 0,
+            deferred: Some(format!("backup {} {}", h.backup, h.describe())),
         });
     }
     let mut objects = 0;
@@ -124,6 +124,7 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
         plan,
         executed: true,
         objects,
+        deferred: None,
     })
 }
 
