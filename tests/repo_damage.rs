@@ -285,6 +285,9 @@ fn a_damaged_manifest_is_reported_and_stops_nothing_else() {
             assert_eq!(code, 10);
             let d = v["damaged"].to_string();
             assert!(d.contains(&f0) && d.contains("folder"), "{d}");
+            let info = info_json(&pk);
+            assert_eq!(info["damaged"][0]["id"], f0.as_str(), "{info}");
+            assert_eq!(info["backups"].as_array().unwrap().len(), 3, "{info}");
         },
     );
 }
