@@ -8,6 +8,10 @@
 //! still there; expire reads the holds before it deletes manifests and again before it
 //! deletes any object. So either the holder sees the manifest gone, or expire sees the hold
 //! before it deletes the backup's objects.
+//!
+//! A holder that may not write to the repository (a restore with read-only credentials, for
+//! disaster recovery) is not refused: it gets an inert hold and a warning that expire could
+//! remove the backup meanwhile — a restore that cannot run would be worse.
 
 use std::time::Duration;
 
@@ -46,7 +50,8 @@ impl HoldRecord {
 #[derive(Debug)]
 pub struct Hold {
     repo: Repo,
-    key: RepoKey,
+    /// `None`: inert, the hold could not be written.
+    key: Option<RepoKey>,
     renew: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -74,12 +79,24 @@ pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -
         purpose: purpose.to_string(),
         holder,
     };
-    repo.put(&key, encode(&record(holder))?).await?;
     let mut held = Hold {
         repo: repo.clone(),
-        key: key.clone(),
+        key: Some(key.clone()),
         renew: None,
     };
+    match repo.put(&key, encode(&record(holder))?).await {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Io) => {
+            tracing::warn!(
+                backup,
+                "cannot hold the backup ({}): expire could remove it while this {purpose} runs",
+                e.one_line()
+            );
+            held.key = None;
+            return Ok(held);
+        }
+        Err(e) => return Err(e),
+    }
     // The hold is written: now the manifest must still be there (see the module doc).
     if !repo
         .contains(&RepoKey::Manifest(backup.to_string()))
@@ -118,18 +135,23 @@ impl Hold {
         if let Some(r) = self.renew.take() {
             r.abort();
         }
-        self.repo.delete(&self.key).await
+        match self.key.take() {
+            Some(key) => self.repo.delete(&key).await,
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        let Some(renew) = self.renew.take() else {
-            return; // released (or never renewed)
+        if let Some(renew) = self.renew.take() {
+            renew.abort();
+        }
+        let Some(key) = self.key.take() else {
+            return; // released, or inert
         };
-        renew.abort();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (repo, key) = (self.repo.clone(), self.key.clone());
+            let repo = self.repo.clone();
             rt.spawn(async move { repo.delete(&key).await });
         }
     }
