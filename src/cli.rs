@@ -123,12 +123,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read back every object of every backup (or one) and check WAL continuity; exit 10 on
-    /// any problem.
+    /// Read back repo.json, every manifest, every object of every backup (or one) and every
+    /// WAL file, and check WAL continuity; exit 10 on any problem.
     Verify {
         /// Only this backup (and what it is built on).
         #[arg(long, value_name = "ID")]
         backup: Option<String>,
+        /// Check WAL by names only (continuity), without reading the segments: cheaper, and
+        /// blind to damaged contents.
+        #[arg(long)]
+        wal_names_only: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

@@ -3,6 +3,8 @@
 //! typed `Config`. Nothing below `main` reads the environment or the file itself.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use serde::Deserialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::Compression;
 
+#[cfg(test)]
+mod bounds_tests;
 mod patroni;
 mod scheduler;
 pub use patroni::{CreateReplicaConfig, PatroniConfig};
@@ -303,56 +307,35 @@ impl Raw {
             archive: self.archive.resolve()?,
             backup: BackupConfig {
                 source: self.backup.source,
-                concurrency: self
-                    .backup
-                    .concurrency
-                    .map(|v| v.get("backup.concurrency"))
-                    .transpose()?
-                    .unwrap_or(4)
-                    .max(1),
-                wal_timeout: duration(
+                concurrency: bounded("backup.concurrency", self.backup.concurrency, 4, 1..=64)?,
+                wal_timeout: bounded_duration(
                     "backup.wal_timeout",
                     self.backup.wal_timeout,
                     Duration::from_secs(300),
+                    Duration::from_secs(1)..=Duration::from_secs(7 * 86400),
                 )?,
-                memory_mib: self
-                    .backup
-                    .memory_mib
-                    .map(|v| v.get("backup.memory_mib"))
-                    .transpose()?
-                    .unwrap_or(128)
-                    // Two 16 MiB parts in flight at least, or nothing moves.
-                    .max(32),
-                max_chain: self
-                    .backup
-                    .max_chain
-                    .map(|v| v.get("backup.max_chain"))
-                    .transpose()?
-                    .unwrap_or(6),
+                // At least two 16 MiB parts in flight, or nothing moves; at most 64 GiB, so
+                // byte counts never overflow.
+                memory_mib: bounded("backup.memory_mib", self.backup.memory_mib, 128, 32..=65536)?,
+                max_chain: bounded("backup.max_chain", self.backup.max_chain, 6, 0..=1000)?,
                 max_rate_kb: max_rate(self.backup.max_rate)?,
             },
             patroni: self.patroni.resolve()?,
             create_replica: self.create_replica.resolve()?,
             retention: RetentionConfig {
-                full: match self
-                    .retention
-                    .full
-                    .map(|v| v.get("retention.full"))
-                    .transpose()?
-                {
-                    Some(0) => {
-                        return Err(Error::new(
-                            ErrorKind::Config,
-                            "retention.full must be at least 1",
-                        )
-                        .hint("expire always keeps the newest full backup; set full = 1 or more"));
-                    }
-                    n => n.unwrap_or(2),
-                },
+                // Expire always keeps the newest full backup.
+                full: bounded("retention.full", self.retention.full, 2, 1..=10_000)?,
                 max_age: self
                     .retention
                     .max_age
-                    .map(|a| duration("retention.max_age", Some(a), Duration::ZERO))
+                    .map(|a| {
+                        bounded_duration(
+                            "retention.max_age",
+                            Some(a),
+                            Duration::ZERO,
+                            Duration::ZERO..=Duration::from_secs(100 * 366 * 86400),
+                        )
+                    })
                     .transpose()?,
             },
             scheduler: self.scheduler.resolve()?,
@@ -412,6 +395,51 @@ fn max_rate(raw: Option<Lenient<u32>>) -> Result<Option<u32>> {
                 .hint("kB per second from 32 to 1048576, or 0 for no limit"),
         ),
     }
+}
+
+/// A numeric key's value (or its default), refused outside `range`: a huge value would
+/// overflow byte counts, spawn unbounded work or exhaust memory.
+fn bounded<T>(key: &str, raw: Option<Lenient<T>>, default: T, range: RangeInclusive<T>) -> Result<T>
+where
+    T: FromStr + PartialOrd + Display + Copy,
+{
+    let v = raw.map(|v| v.get(key)).transpose()?.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(out_of_range(key, v, range.start(), range.end()))
+    }
+}
+
+/// A duration key (or its default), refused outside `range`.
+fn bounded_duration(
+    key: &str,
+    text: Option<String>,
+    default: Duration,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration> {
+    let d = duration(key, text, default)?;
+    if range.contains(&d) {
+        Ok(d)
+    } else {
+        let show = |d: &Duration| humantime::format_duration(*d).to_string();
+        Err(out_of_range(
+            key,
+            show(&d),
+            show(range.start()),
+            show(range.end()),
+        ))
+    }
+}
+
+fn out_of_range(key: &str, value: impl Display, min: impl Display, max: impl Display) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("{key} = {value} is out of range: allowed {min} to {max}"),
+    )
+    .hint(format!(
+        "set {key} between {min} and {max} (see config/README.md)"
+    ))
 }
 
 fn duration(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {
@@ -488,15 +516,12 @@ impl RawRepository {
         Ok(RepositoryConfig {
             store,
             cluster,
-            max_retries: self
-                .max_retries
-                .map(|v| v.get("repository.max_retries"))
-                .transpose()?
-                .unwrap_or(10) as usize,
-            request_timeout: duration(
+            max_retries: bounded("repository.max_retries", self.max_retries, 10, 0..=100)? as usize,
+            request_timeout: bounded_duration(
                 "repository.request_timeout",
                 self.request_timeout,
                 Duration::from_secs(30),
+                Duration::from_millis(100)..=Duration::from_secs(3600),
             )?,
         })
     }
@@ -516,34 +541,36 @@ impl RawArchive {
             )
             .hint("use 0 (no compression) or a zstd level from 1 to 19"));
         }
-        let timeout = duration("archive.timeout", self.timeout, Duration::from_secs(60))?;
-        if timeout.is_zero() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "archive.timeout must be positive",
-            ));
-        }
+        let timeout = bounded_duration(
+            "archive.timeout",
+            self.timeout,
+            Duration::from_secs(60),
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+        )?;
         Ok(ArchiveConfig {
             compression: if level == 0 {
                 Compression::None
             } else {
                 Compression::Zstd(level)
             },
-            compress_threads: self
-                .compress_threads
-                .map(|v| v.get("archive.compress_threads"))
-                .transpose()?
-                .unwrap_or(DEFAULT_COMPRESS_THREADS),
-            push_lookahead: self
-                .push_lookahead
-                .map(|v| v.get("archive.push_lookahead"))
-                .transpose()?
-                .unwrap_or(DEFAULT_PUSH_LOOKAHEAD),
-            get_prefetch: self
-                .get_prefetch
-                .map(|v| v.get("archive.get_prefetch"))
-                .transpose()?
-                .unwrap_or(DEFAULT_GET_PREFETCH),
+            compress_threads: bounded(
+                "archive.compress_threads",
+                self.compress_threads,
+                DEFAULT_COMPRESS_THREADS,
+                0..=64,
+            )?,
+            push_lookahead: bounded(
+                "archive.push_lookahead",
+                self.push_lookahead,
+                DEFAULT_PUSH_LOOKAHEAD,
+                0..=64,
+            )?,
+            get_prefetch: bounded(
+                "archive.get_prefetch",
+                self.get_prefetch,
+                DEFAULT_GET_PREFETCH,
+                0..=64,
+            )?,
             spool_path: self.spool_path,
             timeout,
         })

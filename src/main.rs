@@ -96,12 +96,26 @@ fn expire_table(r: &expire::ExpireReport) -> String {
     for id in &p.expire {
         out.push_str(&format!("expire {id}\n"));
     }
+    for d in &p.damaged {
+        out.push_str(&format!(
+            "keep   {d}  DAMAGED manifest: its folder and all wal stay; 'pgkeep verify' reports it\n"
+        ));
+    }
     match p.wal_kept_from {
         Some(from) => out.push_str(&format!(
             "wal: {} file(s) before segment number {from:X} expire; history files stay\n",
             p.wal.len()
         )),
+        None if !p.damaged.is_empty() => {
+            out.push_str("wal: nothing expires (a backup's manifest is damaged)\n")
+        }
         None => out.push_str("wal: nothing expires (no backup kept)\n"),
+    }
+    if let Some(why) = &r.deferred {
+        out.push_str(&format!(
+            "deferred: {why} since the plan; the manifests above are removed, their objects and the wal stay until the next expire\n"
+        ));
+        return out;
     }
     out.push_str(if r.executed {
         "done: manifests first, then their objects, then the wal\n"
@@ -325,14 +339,22 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({"plan": r.plan, "executed": r.executed, "objects": r.objects})
+                        serde_json::json!({"plan": r.plan, "executed": r.executed, "objects": r.objects, "deferred": r.deferred})
                     );
                 } else {
                     print!("{}", expire_table(&r));
                 }
             }
-            Command::Verify { backup, json } => {
-                let r = verify::run(cfg, verify::VerifyArgs { backup }).await?;
+            Command::Verify {
+                backup,
+                wal_names_only,
+                json,
+            } => {
+                let args = verify::VerifyArgs {
+                    backup,
+                    wal_names_only,
+                };
+                let r = verify::run(cfg, args).await?;
                 if json {
                     println!("{}", serde_json::to_string(&r).unwrap_or_default());
                 } else {
@@ -343,7 +365,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                         ErrorKind::Corrupt,
                         format!("verify found {} problem(s) in {}", r.problems(), r.repository),
                     )
-                    .hint("restore from a backup verify passes; take a new full backup"));
+                    .hint("each line above names a damaged object; restore from a backup verify passes, and take a new full backup once the damage is understood"));
                 }
             }
             Command::Pin { id } => {

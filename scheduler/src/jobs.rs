@@ -88,14 +88,7 @@ impl Job for Verify {
             })
         });
         if problems > 0 {
-            let first = r
-                .backups
-                .iter()
-                .flat_map(|b| b.problems.iter())
-                .chain(r.wal_problems.iter())
-                .next()
-                .cloned()
-                .unwrap_or_default();
+            let first = r.problem_lines().next().cloned().unwrap_or_default();
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 format!("verify found {problems} problem(s), first: {first}"),

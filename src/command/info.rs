@@ -1,5 +1,7 @@
 //! `pgkeep info [--json]`: the repository's identity, its committed backups (with whether
-//! the WAL each needs is archived), and the archive's WAL ranges per timeline and gaps.
+//! the names of the WAL each needs are all archived — from the listing alone: info reads no
+//! WAL, so it never calls it verified; `pgkeep verify` does), the backups whose manifest is
+//! damaged, and the archive's WAL ranges per timeline and gaps.
 
 use crate::command::backups;
 use crate::command::wal_ranges::WalSummary;
@@ -13,18 +15,23 @@ pub struct InfoReport {
     pub location: String,
     pub info: RepoInfo,
     pub backups: Vec<Manifest>,
+    /// Backups whose manifest is damaged: id and why.
+    pub damaged: Vec<(String, String)>,
     pub wal: WalSummary,
 }
 
 pub async fn run(cfg: &Config) -> Result<InfoReport> {
     let repo = Repo::open(&cfg.repository).await?;
-    let backups = backups::list(&repo).await?;
+    let listing = backups::listing(&repo).await?;
     let names = repo.wal_file_names().await?;
     Ok(InfoReport {
         location: repo.location().to_string(),
         wal: WalSummary::new(&names, repo.info().seg_size),
         info: repo.info().clone(),
-        backups,
+        backups: listing.backups,
+        damaged: (listing.damaged.into_iter())
+            .map(|d| (d.id, d.error.one_line()))
+            .collect(),
     })
 }
 
@@ -45,7 +52,7 @@ impl InfoReport {
             "repository {}: system id {}, postgresql {}\n",
             self.location, self.info.system_id, self.info.version
         );
-        if self.backups.is_empty() {
+        if self.backups.is_empty() && self.damaged.is_empty() {
             out.push_str("no backups\n");
         } else {
             out.push_str(&format!(
@@ -59,7 +66,7 @@ impl InfoReport {
                 "finished",
                 "size MiB",
                 "stored",
-                "wal"
+                "wal names"
             ));
         }
         for m in &self.backups {
@@ -76,11 +83,19 @@ impl InfoReport {
                 plain as f64 / 1048576.0,
                 stored as f64 / 1048576.0,
                 if self.wal_complete(m) {
-                    "ok"
+                    "archived"
                 } else {
                     "MISSING"
                 },
             ));
+        }
+        for (id, why) in &self.damaged {
+            out.push_str(&format!("{id:<20} DAMAGED: {why}\n"));
+        }
+        if !self.backups.is_empty() {
+            out.push_str(
+                "wal names: every segment from start to stop is listed; contents not verified ('pgkeep verify' reads them)\n",
+            );
         }
         out.push_str("\nwal archive\n");
         if self.wal.ranges.is_empty() {
@@ -113,7 +128,8 @@ impl InfoReport {
                     "start_lsn": m.start_lsn, "stop_lsn": m.stop_lsn,
                     "start_time": m.start_time, "stop_time": m.stop_time,
                     "size": plain, "stored_size": stored, "files": m.entries.len(),
-                    "wal_complete": self.wal_complete(m), "source": m.source,
+                    "wal_complete": self.wal_complete(m), "wal_contents_verified": false,
+                    "source": m.source,
                 })
             })
             .collect();
@@ -122,6 +138,7 @@ impl InfoReport {
             "system_id": self.info.system_id.to_string(),
             "pg_version": self.info.version.major(),
             "backups": backups,
+            "damaged": self.damaged.iter().map(|(id, why)| serde_json::json!({"id": id, "error": why})).collect::<Vec<_>>(),
             "wal": self.wal,
         })
         .to_string()

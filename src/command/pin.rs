@@ -24,7 +24,17 @@ pub async fn pin(cfg: &Config, id: &str) -> Result<()> {
         .await
 }
 
+/// Lifts a pin. A pin whose backup is gone can still be lifted; an id that is neither pinned
+/// nor a backup is refused (a typo would otherwise pass silently).
 pub async fn unpin(cfg: &Config, id: &str) -> Result<()> {
     let repo = Repo::open(&cfg.repository).await?;
-    repo.delete(&RepoKey::Pin(id.to_string())).await
+    let key = RepoKey::Pin(id.to_string());
+    if !repo.contains(&key).await? && !repo.contains(&RepoKey::Manifest(id.to_string())).await? {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("no backup {id} in {}", repo.location()),
+        )
+        .hint("'pgkeep info' lists the backups"));
+    }
+    repo.delete(&key).await
 }

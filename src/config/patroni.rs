@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Lenient, duration};
+use super::{Lenient, bounded, bounded_duration};
 use crate::error::{Error, ErrorKind, Result};
 use crate::patroni::SourcePolicy;
 use crate::patroni::client::ClientOptions;
@@ -97,14 +97,20 @@ impl RawPatroni {
                 username: self.username,
                 password: self.password,
                 ca_file: self.ca_file,
-                timeout: duration("patroni.timeout", self.timeout, Duration::from_secs(5))?,
+                timeout: bounded_duration(
+                    "patroni.timeout",
+                    self.timeout,
+                    Duration::from_secs(5),
+                    Duration::from_millis(100)..=Duration::from_secs(600),
+                )?,
             },
             policy: SourcePolicy {
-                max_lag: self
-                    .max_lag
-                    .map(|v| v.get("patroni.max_lag"))
-                    .transpose()?
-                    .unwrap_or(DEFAULT_MAX_LAG),
+                max_lag: bounded(
+                    "patroni.max_lag",
+                    self.max_lag,
+                    DEFAULT_MAX_LAG,
+                    0..=1 << 50,
+                )?,
                 fallback_to_primary: self
                     .fallback_to_primary
                     .map(|v| v.get("patroni.fallback_to_primary"))
@@ -119,17 +125,19 @@ impl RawPatroni {
 impl RawCreateReplica {
     pub(super) fn resolve(self) -> Result<CreateReplicaConfig> {
         Ok(CreateReplicaConfig {
-            max_wal_bytes: self
-                .max_wal_mib
-                .map(|v| v.get("create_replica.max_wal_mib"))
-                .transpose()?
-                .unwrap_or(10 * 1024)
-                << 20,
-            max_wal_percent: self
-                .max_wal_percent
-                .map(|v| v.get("create_replica.max_wal_percent"))
-                .transpose()?
-                .unwrap_or(30),
+            // At most 1 TiB of WAL counted in MiB: the shift to bytes cannot overflow.
+            max_wal_bytes: bounded(
+                "create_replica.max_wal_mib",
+                self.max_wal_mib,
+                10 * 1024,
+                0..=1 << 20,
+            )? << 20,
+            max_wal_percent: bounded(
+                "create_replica.max_wal_percent",
+                self.max_wal_percent,
+                30,
+                0..=10_000,
+            )?,
         })
     }
 }

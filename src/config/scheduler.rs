@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::duration;
+use super::bounded_duration;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,15 +102,37 @@ impl RawScheduler {
             });
         }
         Ok(SchedulerConfig {
-            listen: self.listen.unwrap_or_else(|| "127.0.0.1:9187".into()),
+            listen: listen(self.listen.unwrap_or_else(|| "127.0.0.1:9187".into()))?,
             token: self.token.filter(|t| !t.is_empty()),
-            grace: duration("scheduler.grace", self.grace, Duration::from_secs(60))?,
-            lease_ttl: duration(
+            grace: bounded_duration(
+                "scheduler.grace",
+                self.grace,
+                Duration::from_secs(60),
+                Duration::ZERO..=Duration::from_secs(3600),
+            )?,
+            lease_ttl: bounded_duration(
                 "scheduler.lease_ttl",
                 self.lease_ttl,
                 Duration::from_secs(60),
+                Duration::from_secs(10)..=Duration::from_secs(86400),
             )?,
             jobs,
         })
+    }
+}
+
+/// `scheduler.listen`: `host:port` with a port from 1 to 65535.
+fn listen(addr: String) -> Result<String> {
+    let port = addr
+        .rsplit_once(':')
+        .and_then(|(host, p)| (!host.is_empty()).then_some(p))
+        .and_then(|p| p.parse::<u32>().ok());
+    match port {
+        Some(1..=65535) => Ok(addr),
+        _ => Err(Error::new(
+            ErrorKind::Config,
+            format!("scheduler.listen = {addr} is not host:port with a port from 1 to 65535"),
+        )
+        .hint("set scheduler.listen to an address such as 127.0.0.1:9187")),
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
 
 pub mod delta;
+mod validate;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -260,7 +261,14 @@ mod tests {
 
     #[test]
     fn manifest_json_round_trip() {
-        let m = Manifest {
+        let m = sample();
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+        assert_eq!(m.sizes(), (3, 60));
+    }
+
+    pub(super) fn sample() -> Manifest {
+        Manifest {
             format: FORMAT_VERSION,
             id: "20261121T220000Z-F".parse().unwrap(),
             kind: BackupKind::Full,
@@ -300,9 +308,6 @@ mod tests {
                     },
                 },
             ],
-        };
-        let json = serde_json::to_string(&m).unwrap();
-        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
-        assert_eq!(m.sizes(), (3, 60));
+        }
     }
 }

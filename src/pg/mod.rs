@@ -12,6 +12,7 @@ pub mod passfile;
 pub mod replication;
 pub mod timeline;
 pub mod wal;
+pub mod wal_content;
 pub mod wal_header;
 
 pub use control::{ControlFile, PgVersion, SystemId};

@@ -170,6 +170,29 @@ pub async fn read(store: &dyn ObjectStore, layout: &Layout, location: &str) -> R
     }
 }
 
+/// Reads `repo.json` and `repo.json.copy` back (verify): one problem line for each that is
+/// missing, damaged, or says other than the identity the repository was opened with.
+pub async fn check_both(repo: &super::Repo) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for key in [RepoKey::Info, RepoKey::InfoCopy] {
+        let path = repo.layout.path(&key);
+        match repo.get(&key).await? {
+            None => problems.push(format!("{path}: missing")),
+            Some(bytes) => match RepoInfo::parse(&bytes, &path) {
+                Err(e) => problems.push(format!("{path}: damaged: {e}")),
+                Ok(info) if info != *repo.info() => problems.push(format!(
+                    "{path}: differs from the repository's identity (system id {}, postgresql {}, segment size {})",
+                    info.system_id,
+                    info.version,
+                    info.seg_size.bytes()
+                )),
+                Ok(_) => {}
+            },
+        }
+    }
+    Ok(problems)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

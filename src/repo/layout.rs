@@ -10,6 +10,7 @@
 //! <prefix>/<cluster>/backups/<id>/parts/<n>/<path>  part n > 0 of a file larger than a part
 //! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
 //! <prefix>/<cluster>/locks/<job>.json           lease: one backup (or expiry) at a time
+//! <prefix>/<cluster>/locks/holds/<id>/<holder>.json  a hold: expire keeps backup <id>
 //! <prefix>/<cluster>/pins/<id>.json              a pinned backup: retention never expires it
 //! <prefix>/<cluster>/scheduler/<job>.json        pgkeepd: when a job last started and ended
 //! ```
@@ -40,6 +41,11 @@ pub enum RepoKey {
     Manifest(String),
     /// The lease of a job that must not run twice at once (`backup`).
     Lease(String),
+    /// A hold on a backup by one holder (a running restore): expire keeps the backup.
+    Hold {
+        backup: String,
+        holder: String,
+    },
     /// A backup an operator pinned (`pgkeep pin`): retention never expires it.
     Pin(String),
     /// pgkeepd's record of one job's last run, shared by every daemon of the repository.
@@ -92,6 +98,11 @@ impl Layout {
         Path::from(format!("{}/backups/{backup}", self.root))
     }
 
+    /// The folder holding every hold (one sub-folder per held backup).
+    pub fn holds_dir(&self) -> Path {
+        Path::from(format!("{}/locks/holds", self.root))
+    }
+
     /// The folder holding the pins.
     pub fn pins_dir(&self) -> Path {
         Path::from(format!("{}/pins", self.root))
@@ -125,6 +136,7 @@ impl Layout {
             }
             RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
             RepoKey::Lease(job) => format!("locks/{job}.json"),
+            RepoKey::Hold { backup, holder } => format!("locks/holds/{backup}/{holder}.json"),
             RepoKey::Pin(backup) => format!("pins/{backup}.json"),
             RepoKey::JobState(job) => format!("scheduler/{job}.json"),
         };
@@ -177,6 +189,15 @@ mod tests {
             l.path(&RepoKey::Pin("20261121T220000Z-F".into())).as_ref(),
             "pg/prod/main/pins/20261121T220000Z-F.json"
         );
+        let hold = RepoKey::Hold {
+            backup: "20261121T220000Z-F".into(),
+            holder: "h1".into(),
+        };
+        assert_eq!(
+            l.path(&hold).as_ref(),
+            "pg/prod/main/locks/holds/20261121T220000Z-F/h1.json"
+        );
+        assert!(l.path(&hold).as_ref().starts_with(l.holds_dir().as_ref()));
         let local = Layout::new(&StoreConfig::Local { path: "/x".into() }, "c1");
         let p = WalFileName::parse("000000010000000000000003.partial", seg).unwrap();
         assert_eq!(

@@ -23,7 +23,7 @@ pub struct Holder {
 }
 
 impl Holder {
-    fn me(ttl: Duration) -> Holder {
+    pub(super) fn me(ttl: Duration) -> Holder {
         let now = chrono::Utc::now();
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(10));
         Holder {

@@ -3,6 +3,7 @@
 //! stores that do not enforce it. Commands talk to `Repo`, never to object_store directly.
 
 pub mod create;
+pub mod hold;
 pub mod info;
 pub mod layout;
 pub mod lease;

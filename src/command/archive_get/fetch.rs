@@ -7,8 +7,9 @@ use std::path::Path;
 
 use crate::command::{blocking, verified};
 use crate::error::{Error, ErrorKind, Result};
+use crate::pg::WalFileName;
+use crate::pg::wal_content::check_content;
 use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
-use crate::pg::{TimelineHistory, WalFileName, WalHeader};
 use crate::repo::{Repo, RepoKey};
 
 /// History files are a few hundred bytes; what is kept of one to parse it.
@@ -45,29 +46,4 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
         })
     })
     .await
-}
-
-/// Whether a decoded WAL file is the file `name` says, of the cluster `expect` describes.
-pub fn check_content(
-    name: &WalFileName,
-    expect: &WalExpect,
-    head: &[u8],
-    size: u64,
-) -> std::result::Result<(), String> {
-    match name {
-        WalFileName::Segment(n) | WalFileName::Partial(n) => {
-            if size != u64::from(expect.seg_size.bytes()) {
-                return Err(format!(
-                    "holds {size} bytes, a segment of this cluster is {}",
-                    expect.seg_size.bytes()
-                ));
-            }
-            WalHeader::parse(head)?.check(*n, expect)
-        }
-        WalFileName::History(tli) => {
-            let text = std::str::from_utf8(head).map_err(|_| "not a text file".to_string())?;
-            TimelineHistory::parse(text, *tli).map(|_| ())
-        }
-        WalFileName::BackupHistory(..) => Ok(()),
-    }
 }

@@ -11,7 +11,7 @@ mod prefetch;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use fetch::{check_content, get_one};
+pub use fetch::get_one;
 pub use outcome::{RecoveryMode, settle};
 
 use crate::command::spool::Spool;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::pages::{PageScan, Parent, ParentFile};
+use super::pages::{self, PageScan, Parent, ParentFile};
 use crate::manifest::delta::DeltaWriter;
 use crate::manifest::{BackupId, EntryKind, Layer, ManifestEntry, PART_SIZE, safe_path};
 use crate::pg::page::{self, PAGE_SIZE};
@@ -227,6 +227,11 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
                     out.part(path, parts, p).map_err(fail)?;
                     parts += 1;
                 }
+                // A file of one part is held until its delta is known: stored whole when the
+                // delta would not be smaller.
+                if size <= PART_SIZE as u64 {
+                    held = Some(buf);
+                }
             }
             Plan::Compare(_) => held = Some(buf),
         }
@@ -246,6 +251,14 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
         Plan::Whole => vec![own(false, parts)],
         Plan::Compare(old) if old.sha256 == sha256 && old.size == size => old.layers.clone(),
         Plan::Compare(_) => {
+            if let Some(buf) = held {
+                out.part(path, 0, buf).map_err(fail)?;
+            }
+            vec![own(false, u32::from(size > 0))]
+        }
+        Plan::Delta(..)
+            if parts == 0 && !delta.is_empty() && !pages::delta_pays(delta.len(), size) =>
+        {
             if let Some(buf) = held {
                 out.part(path, 0, buf).map_err(fail)?;
             }

@@ -71,8 +71,20 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     repo.info()
         .check_serves(ident.system_id, version, repo.location())?;
 
-    // Plan: a full, or an incremental on the newest backup of this timeline.
-    let existing = backups::list(repo).await?;
+    // Plan: a full, or an incremental on the newest backup of this timeline whose chain is
+    // readable; a damaged backup is reported and never built on.
+    let listing = backups::listing(repo).await?;
+    for d in &listing.damaged {
+        tracing::warn!(
+            backup = d.id,
+            "not building on a damaged backup: {}",
+            d.error.one_line()
+        );
+    }
+    let taken: Vec<String> = (listing.backups.iter().map(|m| m.id.to_string()))
+        .chain(listing.damaged.iter().map(|d| d.id.clone()))
+        .collect();
+    let existing = listing.backups;
     let plan = plan::plan(args.kind, &existing, ident.timeline, cfg.backup.max_chain);
     if let Some(note) = &plan.note {
         tracing::info!("taking a full backup: {note}");
@@ -82,7 +94,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         .map(|m| pages::Parent::new(m).map(Arc::new))
         .transpose()
         .map_err(|e| Error::new(ErrorKind::Corrupt, format!("parent manifest: {e}")))?;
-    let (id, start_time) = fresh_id(plan.kind, &existing).await;
+    let (id, start_time) = fresh_id(plan.kind, &taken).await;
 
     // Copy the data directory into the repository.
     let opts = EncodeOptions {
@@ -155,12 +167,12 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
 /// first one's folder — over a committed backup's files — before failing to commit.
 async fn fresh_id(
     kind: crate::manifest::BackupKind,
-    existing: &[Manifest],
+    taken: &[String],
 ) -> (BackupId, chrono::DateTime<chrono::Utc>) {
     loop {
         let now = chrono::Utc::now();
         let id = BackupId::new(now, kind);
-        if !existing.iter().any(|m| m.id == id) {
+        if !taken.iter().any(|t| t == id.as_str()) {
             return (id, now);
         }
         let rest = 1000 - u64::from(now.timestamp_subsec_millis().min(999));

@@ -100,6 +100,13 @@ fn needed(p: &[u8; PAGE_SIZE], block_in_file: u64, parent_blocks: u64, parent_st
     block_in_file >= parent_blocks || lsn >= parent_start || lsn == 0
 }
 
+/// Whether storing a delta of `delta_len` bytes beats storing the file (`size` bytes) whole:
+/// a delta record is a page plus its block number, so a file changed nearly everywhere is
+/// smaller whole — and a whole layer also ends the chain of layers a restore must apply.
+pub fn delta_pays(delta_len: usize, size: u64) -> bool {
+    (delta_len as u64) < size
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +141,18 @@ mod tests {
         let mut later = vec![];
         scan.scan(10, &buf[..PAGE_SIZE], |b, _| later.push(b));
         assert_eq!(later, vec![10], "block numbers count from the file's start");
+    }
+
+    #[test]
+    fn a_delta_as_large_as_its_file_is_not_worth_storing() {
+        let mut delta = crate::manifest::delta::DeltaWriter::default();
+        for b in 0..4 {
+            delta.push(b, &page(0x100));
+        }
+        let size = 4 * PAGE_SIZE as u64;
+        assert!(!delta_pays(delta.len(), size), "every page changed");
+        assert!(delta_pays(delta.len(), 5 * PAGE_SIZE as u64));
+        assert!(!delta_pays(0, 0));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Deciding what a backup will be: a full, or an incremental on the newest backup — and why an
-//! incremental that was asked for is taken as a full. Pure.
+//! Deciding what a backup will be: a full, or an incremental on the newest backup whose whole
+//! chain is readable — and why an incremental that was asked for is taken as a full. An
+//! incremental never builds on a backup whose manifest, or any of whose parents' manifests, is
+//! damaged or missing. Pure.
 
 use crate::manifest::{BackupKind, Manifest};
 use crate::pg::Timeline;
@@ -19,7 +21,7 @@ pub struct BackupPlan<'a> {
     pub note: Option<String>,
 }
 
-/// `backups` oldest first; `timeline` is the source's current timeline.
+/// `backups` (readable) oldest first; `timeline` is the source's current timeline.
 pub fn plan(
     requested: Requested,
     backups: &[Manifest],
@@ -34,8 +36,12 @@ pub fn plan(
     if requested == Requested::Full {
         return full(None);
     }
-    let Some(newest) = backups.last() else {
-        return full(Some("no backup to build on yet".into()));
+    let Some(newest) = backups.iter().rev().find(|m| chain_whole(m, backups)) else {
+        return full(Some(if backups.is_empty() {
+            "no backup to build on yet".into()
+        } else {
+            "no backup with a whole readable chain to build on".into()
+        }));
     };
     if newest.timeline() != timeline {
         // Pages of a timeline the cluster left may have changed differently here: page LSNs
@@ -58,6 +64,26 @@ pub fn plan(
     }
 }
 
+/// Whether every backup `m` reads from (its parents, and every backup its layers name) has a
+/// readable manifest among `backups`.
+fn chain_whole(m: &Manifest, backups: &[Manifest]) -> bool {
+    let find = |id: &crate::manifest::BackupId| backups.iter().find(|b| &b.id == id);
+    let mut at = m;
+    for _ in 0..=backups.len() {
+        match &at.parent {
+            None => {
+                return at.kind == BackupKind::Full
+                    && m.references().iter().all(|r| find(r).is_some());
+            }
+            Some(p) => match find(p) {
+                Some(parent) => at = parent,
+                None => return false,
+            },
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,7 +98,8 @@ mod tests {
             } else {
                 BackupKind::Incremental
             },
-            parent: None,
+            // Test chains are built on the first full.
+            parent: (depth > 0).then(|| "20261121T220000Z-F".parse().unwrap()),
             depth,
             system_id: "7".into(),
             pg_version: 15,
@@ -99,6 +126,24 @@ mod tests {
             plan(Requested::Full, &all, Timeline(1), 6).kind,
             BackupKind::Full
         );
+    }
+
+    #[test]
+    fn an_incremental_never_builds_on_a_chain_with_a_damaged_manifest() {
+        // The newest incremental's parent (an incremental) is damaged, so not listed: the plan
+        // builds on the newest backup whose chain is whole, the full.
+        let mut all = vec![
+            backup("20261121T220000Z-F", 1, 0),
+            backup("20261121T235000Z-I", 1, 2),
+        ];
+        all[1].parent = Some("20261121T230000Z-I".parse().unwrap());
+        let p = plan(Requested::Incremental, &all, Timeline(1), 6);
+        assert_eq!(p.kind, BackupKind::Incremental);
+        assert_eq!(p.parent.unwrap().id.as_str(), "20261121T220000Z-F");
+        // With only the orphan left, a full.
+        let p = plan(Requested::Incremental, &all[1..], Timeline(1), 6);
+        assert_eq!(p.kind, BackupKind::Full);
+        assert!(p.note.unwrap().contains("whole readable chain"));
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! the facts, plan (pure, printed), then — unless a dry run — execute: manifests first (newest
 //! first: a backup stops existing before anything it needs goes), then their objects, then the
 //! WAL no kept backup needs. A crash midway leaves folders without a manifest, which the next
-//! backup removes as leftovers: never a listed backup with missing parts.
+//! backup removes as leftovers: never a listed backup with missing parts. A backup a running
+//! restore holds is kept like a pinned one; the holds are read again after the manifests go and
+//! before any object does, so a hold taken meanwhile still saves the objects. A damaged
+//! manifest is reported and keeps its folder, what it may be built on, and all WAL.
 
 pub mod plan;
 
@@ -14,6 +17,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
 use crate::pg::{WalFileName, WalSegSize, WalSegmentName};
+use crate::repo::hold::{self, HoldRecord};
 use crate::repo::lease::Lease;
 use crate::repo::{Repo, RepoKey};
 pub use plan::{BackupFacts, ExpirePlan, RetentionPolicy};
@@ -29,6 +33,9 @@ pub struct ExpireReport {
     pub executed: bool,
     /// Backup objects deleted.
     pub objects: usize,
+    /// Why the objects and WAL of the plan were left for the next run (a hold taken on an
+    /// expired backup after the plan was made).
+    pub deferred: Option<String>,
 }
 
 pub async fn run(cfg: &Config, args: ExpireArgs) -> Result<ExpireReport> {
@@ -40,14 +47,28 @@ pub async fn run(cfg: &Config, args: ExpireArgs) -> Result<ExpireReport> {
 }
 
 async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireReport> {
-    // Gather: committed backups, pins, WAL files.
+    // Gather: committed backups (and damaged ones), pins, holds, WAL files.
     let seg = repo.info().seg_size;
     let pins = repo.pinned().await?;
-    let facts = backups::list(repo)
-        .await?
-        .iter()
-        .map(|m| facts(m, &pins, seg))
-        .collect::<Result<Vec<_>>>()?;
+    let holds = hold::live(repo).await?;
+    let listing = backups::listing(repo).await?;
+    let mut damaged = Vec::new();
+    for d in &listing.damaged {
+        tracing::warn!(backup = d.id, "kept, with all wal: {}", d.error.one_line());
+        damaged.push(d.id.clone());
+    }
+    let mut facts_ok = Vec::new();
+    for m in &listing.backups {
+        match facts(m, &pins, &holds, seg) {
+            Ok(f) => facts_ok.push(f),
+            // Validated at load, so unreachable in practice; still never planned around.
+            Err(e) => {
+                tracing::warn!(backup = %m.id, "kept, with all wal: {}", e.one_line());
+                damaged.push(m.id.to_string());
+            }
+        }
+    }
+    let facts = facts_ok;
     let wal = repo.wal_file_names().await?;
 
     // Plan.
@@ -59,18 +80,34 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
             .and_then(|a| chrono::Duration::from_std(a).ok()),
     };
     let system = repo.info().system_id.to_string();
-    let plan = plan::plan(&policy, &facts, &system, &wal, seg, Utc::now());
+    let plan = plan::plan(&policy, &facts, &damaged, &system, &wal, seg, Utc::now());
     if args.dry_run {
         return Ok(ExpireReport {
             plan,
             executed: false,
             objects: 0,
+            deferred: None,
         });
     }
 
     // Execute: metadata before data.
     for id in &plan.expire {
         repo.delete(&RepoKey::Manifest(id.to_string())).await?;
+    }
+    // A restore may have taken a hold since the plan: its backup has lost its manifest, but
+    // its objects (and, to be safe, everything else this run would delete) stay; the next
+    // run, or the next backup's clean-up of leftovers, removes them once the hold is gone.
+    let late: Vec<HoldRecord> = hold::live(repo).await?;
+    if let Some(h) = late
+        .iter()
+        .find(|h| plan.expire.iter().any(|id| id.as_str() == h.backup))
+    {
+        return Ok(ExpireReport {
+            plan,
+            executed: true,
+            objects: 0,
+            deferred: Some(format!("backup {} {}", h.backup, h.describe())),
+        });
     }
     let mut objects = 0;
     for id in &plan.expire {
@@ -87,10 +124,16 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
         plan,
         executed: true,
         objects,
+        deferred: None,
     })
 }
 
-fn facts(m: &Manifest, pins: &[String], seg: WalSegSize) -> Result<BackupFacts> {
+fn facts(
+    m: &Manifest,
+    pins: &[String],
+    holds: &[HoldRecord],
+    seg: WalSegSize,
+) -> Result<BackupFacts> {
     let corrupt = |e: String| {
         Error::new(
             ErrorKind::Corrupt,
@@ -110,5 +153,9 @@ fn facts(m: &Manifest, pins: &[String], seg: WalSegSize) -> Result<BackupFacts> 
         stop_time,
         start_segno: WalSegmentName::containing(m.timeline(), start, seg).segno,
         pinned: pins.iter().any(|p| p == m.id.as_str()),
+        held: holds
+            .iter()
+            .find(|h| h.backup == m.id.as_str())
+            .map(HoldRecord::describe),
     })
 }

@@ -4,7 +4,10 @@
 //! LSN or timeline):
 //! - the `full` newest full backups stay, with the incrementals built on them;
 //! - every backup younger than `max_age` stays;
-//! - a pinned backup stays;
+//! - a pinned backup stays, and so does one a running restore holds (`repo::hold`);
+//! - a backup whose manifest is damaged is never expired (nothing is known of what it holds),
+//!   nor, unless its folder names a full, any backup older than it (it may be built on them);
+//!   and while any manifest is damaged no WAL is removed at all;
 //! - every backup a kept one is built on stays (its chain down to the full);
 //! - WAL of the repository's own system id stays from the oldest kept backup's start on; WAL
 //!   older than that is removed; history files are never removed; with no backup kept, no WAL
@@ -36,6 +39,8 @@ pub struct BackupFacts {
     /// The segment number holding the backup's start LSN (its WAL starts there).
     pub start_segno: u64,
     pub pinned: bool,
+    /// Why a live hold keeps it (`held by restore ...`), if one does.
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -54,11 +59,15 @@ pub struct ExpirePlan {
     pub wal: Vec<String>,
     /// The first segment number kept, when WAL is expired at all.
     pub wal_kept_from: Option<u64>,
+    /// Folders (backup ids) whose manifest is damaged: neither they nor any WAL are expired.
+    pub damaged: Vec<String>,
 }
 
+/// `damaged`: the folder names (backup ids) of the backups whose manifest is damaged.
 pub fn plan(
     policy: &RetentionPolicy,
     backups: &[BackupFacts],
+    damaged: &[String],
     system_id: &str,
     wal_files: &[String],
     seg: WalSegSize,
@@ -95,8 +104,18 @@ pub fn plan(
             .is_some_and(|age| now.signed_duration_since(b.stop_time) < age);
         if b.pinned {
             why.insert(b.id.clone(), "pinned".into());
+        } else if let Some(held) = &b.held {
+            why.insert(b.id.clone(), held.clone());
         } else if young && !why.contains_key(&b.id) {
             why.insert(b.id.clone(), "younger than max_age".into());
+        }
+    }
+    // A damaged manifest hides what its backup is built on: whatever is older stays, unless
+    // its folder names a full.
+    for d in damaged.iter().filter(|d| !d.ends_with("-F")) {
+        for b in backups.iter().filter(|b| b.id.as_str() < d.as_str()) {
+            why.entry(b.id.clone())
+                .or_insert_with(|| format!("may be needed by damaged backup {d}"));
         }
     }
     // Whatever a kept backup is built on stays too.
@@ -120,6 +139,8 @@ pub fn plan(
         .filter(|b| b.system_id == system_id && why.contains_key(&b.id))
         .map(|b| b.start_segno)
         .min();
+    // With a damaged manifest, nothing says which WAL its backup needs: none is removed.
+    let wal_kept_from = wal_kept_from.filter(|_| damaged.is_empty());
     let wal = match wal_kept_from {
         Some(first) => wal_files
             .iter()
@@ -142,6 +163,7 @@ pub fn plan(
         expire: expire.into_iter().map(|b| b.id.clone()).collect(),
         wal,
         wal_kept_from,
+        damaged: damaged.to_vec(),
     }
 }
 
@@ -159,6 +181,9 @@ fn root<'a>(
     }
     None
 }
+
+#[cfg(test)]
+mod damage_tests;
 
 #[cfg(test)]
 mod tests {
@@ -189,6 +214,7 @@ mod tests {
             stop_time: at,
             start_segno: segno,
             pinned: false,
+            held: None,
         }
     }
 
@@ -229,7 +255,7 @@ mod tests {
             "00000002.history",
             "000000010000000000000030",
         ]);
-        let p = plan(&policy(2, None), &backups, "7", &files, SEG, t(7));
+        let p = plan(&policy(2, None), &backups, &[], "7", &files, SEG, t(7));
         assert_eq!(ids(&p.expire), [id(2, 'I'), id(1, 'F')]);
         let kept: Vec<(String, &str)> = p
             .keep
@@ -264,14 +290,14 @@ mod tests {
             b(29, 'F', None, "7", 0x60),
         ];
         // Young at day 30 with max_age 11 days: days 20 and 29; by count only the newest full.
-        let p = plan(&policy(1, Some(11)), &backups, "7", &[], SEG, t(30));
+        let p = plan(&policy(1, Some(11)), &backups, &[], "7", &[], SEG, t(30));
         assert_eq!(
             ids(&p.expire),
             [id(10, 'F'), id(3, 'I'), id(2, 'I'), id(1, 'F')]
         );
         // Pinning the middle incremental keeps it and its full; the newer incremental goes.
         backups[1].pinned = true;
-        let p = plan(&policy(1, Some(11)), &backups, "7", &[], SEG, t(30));
+        let p = plan(&policy(1, Some(11)), &backups, &[], "7", &[], SEG, t(30));
         assert_eq!(ids(&p.expire), [id(10, 'F'), id(3, 'I')]);
         let why: BTreeMap<String, String> = p
             .keep
@@ -298,7 +324,7 @@ mod tests {
             "000000030000000000000031",
             "00000003.history",
         ]);
-        let p = plan(&policy(1, None), &backups, "7", &files, SEG, t(3));
+        let p = plan(&policy(1, None), &backups, &[], "7", &files, SEG, t(3));
         assert_eq!(
             p.wal,
             [
@@ -324,6 +350,7 @@ mod tests {
         let p = plan(
             &policy(1, None),
             &backups,
+            &[],
             "8",
             &wal(&["000000010000000000000001"]),
             SEG,
@@ -345,6 +372,7 @@ mod tests {
         let p = plan(
             &policy(0, None),
             &[],
+            &[],
             "7",
             &wal(&["000000010000000000000001"]),
             SEG,
@@ -352,7 +380,7 @@ mod tests {
         );
         assert!(p.wal.is_empty() && p.expire.is_empty() && p.wal_kept_from.is_none());
         let backups = vec![b(1, 'F', None, "7", 0x10), b(2, 'F', None, "7", 0x20)];
-        let p = plan(&policy(0, None), &backups, "7", &[], SEG, t(3));
+        let p = plan(&policy(0, None), &backups, &[], "7", &[], SEG, t(3));
         assert_eq!(
             ids(&p.expire),
             [id(1, 'F')],

@@ -75,6 +75,8 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     let repo = Repo::open(&cfg.repository).await?;
     let manifest = select(&repo, args.backup.as_deref(), &args.target).await?;
     let place = placement(&args, &manifest)?;
+    // Held until the end, so that expire cannot delete what this restore still reads.
+    let hold = crate::repo::hold::hold(&repo, manifest.id.as_str(), "restore").await?;
 
     // Prepare the target directory (with --delta: pg_control first, then what is extraneous).
     let removed = prepare::prepare(&args, &place, &manifest)?;
@@ -93,6 +95,7 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     let total = (manifest.entries.iter())
         .filter(|e| e.is_file() && !place.skipped(&e.path))
         .count();
+    hold.release().await?;
     Ok(RestoreReport {
         backup: manifest.id.to_string(),
         files: count + n,

@@ -1,9 +1,15 @@
-//! `pgkeep verify [--backup ID] [--json]`: prove the repository is whole. Every object every
-//! (selected) backup needs — its own and its parents' — is read back and decoded: it must exist,
-//! match its header's size and sha256, and be the part its manifest committed. WAL must be
-//! continuous from each backup's start to the newest segment of its timeline, and every later
-//! timeline without gaps. Problems are listed, not fatal one by one; any problem makes the
-//! command fail (exit 10).
+//! `pgkeep verify [--backup ID] [--wal-names-only] [--json]`: prove the repository is whole.
+//! `repo.json` and its copy must both be readable and agree. Every manifest must be readable
+//! and valid (a damaged one is a problem naming it). Every object every (selected) backup
+//! needs — its own and its parents' — is read back and decoded: it must exist, match its
+//! header's size and sha256, and be the part its manifest committed. WAL must be continuous
+//! from each backup's start to the newest segment of its timeline, and every later timeline
+//! without gaps; and every WAL object from the oldest selected backup's start on (every one,
+//! without `--backup`), with every history file, is read back and checked (`wal`), unless
+//! `--wal-names-only` asks for the names alone. Problems are listed, not fatal one by one; any
+//! problem makes the command fail (exit 10).
+
+mod wal;
 
 use std::collections::BTreeMap;
 
@@ -15,13 +21,15 @@ use crate::command::{backups, blocking};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
-use crate::pg::WalSegmentName;
+use crate::pg::{WalFileName, WalSegmentName};
 use crate::pipeline;
 use crate::repo::{Repo, RepoKey};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyArgs {
     pub backup: Option<String>,
+    /// Check WAL by names only (continuity), without reading the objects.
+    pub wal_names_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,17 +45,44 @@ pub struct BackupCheck {
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     pub repository: String,
+    /// `repo.json` and `repo.json.copy` that are missing, damaged or disagree.
+    pub repo_problems: Vec<String>,
+    /// Backups whose manifest is damaged (id and why).
+    pub damaged: Vec<String>,
     pub backups: Vec<BackupCheck>,
+    /// WAL objects read back (0 with `--wal-names-only`) and their plaintext bytes.
+    pub wal_objects: usize,
+    pub wal_bytes: u64,
+    /// Whether WAL contents were read, or only names checked.
+    pub wal_contents_checked: bool,
     pub wal_problems: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn problems(&self) -> usize {
-        self.wal_problems.len() + self.backups.iter().map(|b| b.problems.len()).sum::<usize>()
+        self.repo_problems.len()
+            + self.damaged.len()
+            + self.wal_problems.len()
+            + self.backups.iter().map(|b| b.problems.len()).sum::<usize>()
+    }
+
+    /// Every problem line, in report order.
+    pub fn problem_lines(&self) -> impl Iterator<Item = &String> {
+        self.repo_problems
+            .iter()
+            .chain(self.damaged.iter())
+            .chain(self.backups.iter().flat_map(|b| b.problems.iter()))
+            .chain(self.wal_problems.iter())
     }
 
     pub fn table(&self) -> String {
         let mut out = format!("verify {}\n", self.repository);
+        for p in &self.repo_problems {
+            out.push_str(&format!("repository: {p}\n"));
+        }
+        for d in &self.damaged {
+            out.push_str(&format!("backup {d}\n"));
+        }
         for b in &self.backups {
             let state = if b.problems.is_empty() {
                 "ok"
@@ -64,8 +99,16 @@ impl VerifyReport {
                 out.push_str(&format!("  {p}\n"));
             }
         }
-        if self.wal_problems.is_empty() {
-            out.push_str("wal: continuous from every backup's start\n");
+        if self.wal_problems.is_empty() && self.wal_contents_checked {
+            out.push_str(&format!(
+                "wal: continuous from every backup's start; {} objects, {:.1} MiB read back\n",
+                self.wal_objects,
+                self.wal_bytes as f64 / 1048576.0
+            ));
+        } else if self.wal_problems.is_empty() {
+            out.push_str(
+                "wal: names continuous from every backup's start, contents not verified\n",
+            );
         }
         for p in &self.wal_problems {
             out.push_str(&format!("wal: {p}\n"));
@@ -85,19 +128,28 @@ struct Needed {
 
 pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
     let repo = Repo::open(&cfg.repository).await?;
-    let all = backups::list(&repo).await?;
-    let selected: Vec<&Manifest> = match &args.backup {
-        Some(id) => {
-            let m = all.iter().find(|m| m.id.as_str() == id).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("no backup {id} in {}", repo.location()),
-                )
-                .hint("'pgkeep info' lists the backups")
-            })?;
-            vec![m]
-        }
-        None => all.iter().collect(),
+    let repo_problems = crate::repo::info::check_both(&repo).await?;
+    let listing = backups::listing(&repo).await?;
+    let all = listing.backups;
+    let damaged_line = |d: &backups::Damaged| format!("{}: {}", d.id, d.error.one_line());
+    let (selected, damaged): (Vec<&Manifest>, Vec<String>) = match &args.backup {
+        Some(id) => match listing.damaged.iter().find(|d| &d.id == id) {
+            Some(d) => (vec![], vec![damaged_line(d)]),
+            None => {
+                let m = all.iter().find(|m| m.id.as_str() == id).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("no backup {id} in {}", repo.location()),
+                    )
+                    .hint("'pgkeep info' lists the backups")
+                })?;
+                (vec![m], vec![])
+            }
+        },
+        None => (
+            all.iter().collect(),
+            listing.damaged.iter().map(damaged_line).collect(),
+        ),
     };
 
     // Objects: each read back once, however many backups share it.
@@ -127,7 +179,7 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
             .filter_map(|n| results.get(n).and_then(|(_, p)| p.clone()))
             .collect();
         problems.sort();
-        if !problems.is_empty() && backups::load(&repo, m.id.as_str()).await?.is_none() {
+        if !problems.is_empty() && matches!(backups::load(&repo, m.id.as_str()).await, Ok(None)) {
             // Expired while it was read (expire takes manifests first): not damage.
             tracing::info!(backup = %m.id, "expired during verify");
             continue;
@@ -146,7 +198,8 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
 
     // WAL: continuous from each backup's start.
     let seg = repo.info().seg_size;
-    let summary = WalSummary::new(&repo.wal_file_names().await?, seg);
+    let names = repo.wal_file_names().await?;
+    let summary = WalSummary::new(&names, seg);
     let mut wal_problems = Vec::new();
     for m in &selected {
         let Ok(start) = m.start_lsn() else {
@@ -173,13 +226,56 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
             g.timeline, g.first_missing, g.last_missing
         ));
     }
+
+    // WAL contents: what verify vouches for, read back.
+    let mut read = wal::WalCheck::default();
+    if !args.wal_names_only {
+        let vouched = vouched_for(&names, &selected, args.backup.is_some(), seg);
+        read = wal::check_all(&repo, vouched, cfg.backup.concurrency).await;
+        wal_problems.extend(read.problems);
+    }
     wal_problems.sort();
     wal_problems.dedup();
     Ok(VerifyReport {
         repository: repo.location().to_string(),
+        repo_problems,
+        damaged,
         backups: checks,
+        wal_objects: read.objects,
+        wal_bytes: read.bytes,
+        wal_contents_checked: !args.wal_names_only,
         wal_problems,
     })
+}
+
+/// The WAL files verify vouches for: every history file, and every other WAL file from the
+/// oldest selected backup's start segment on — every one when the whole repository is
+/// verified.
+fn vouched_for(
+    names: &[String],
+    selected: &[&Manifest],
+    one_backup: bool,
+    seg: crate::pg::WalSegSize,
+) -> Vec<WalFileName> {
+    let from = match one_backup {
+        false => 0,
+        true => selected
+            .iter()
+            .filter_map(|m| m.start_lsn().ok())
+            .map(|l| l.0 / u64::from(seg.bytes()))
+            .min()
+            .unwrap_or(0),
+    };
+    names
+        .iter()
+        .filter_map(|n| WalFileName::parse(n, seg).ok())
+        .filter(|f| match f {
+            WalFileName::History(_) => true,
+            WalFileName::Segment(s)
+            | WalFileName::Partial(s)
+            | WalFileName::BackupHistory(s, _) => s.segno >= from,
+        })
+        .collect()
 }
 
 /// Every object restoring `m` reads.

@@ -1,0 +1,123 @@
+//! What a manifest must satisfy before any command acts on it (`Manifest::validate`): a
+//! manifest is read from a store that anyone with write access may have altered, re-encoded
+//! with a valid checksum, so its checksum alone proves nothing about its sense.
+
+use super::{BackupKind, EntryKind, FORMAT_VERSION, Manifest, safe_path};
+
+impl Manifest {
+    /// Checks what a manifest read from the folder of backup `folder` must satisfy before any
+    /// command acts on it: it is that backup's, every path stays inside the data directory,
+    /// only tablespace entries are links, and its typed fields parse. A manifest that fails is
+    /// a damaged backup.
+    pub fn validate(&self, folder: &str) -> Result<(), String> {
+        if self.id.as_str() != folder {
+            return Err(format!(
+                "it names backup {}, but it is stored in the folder of {folder}",
+                self.id
+            ));
+        }
+        if self.format != FORMAT_VERSION {
+            return Err(format!("unknown manifest format {}", self.format));
+        }
+        let id_kind = if folder.ends_with("-F") {
+            BackupKind::Full
+        } else {
+            BackupKind::Incremental
+        };
+        match (self.kind, &self.parent) {
+            (k, _) if k != id_kind => return Err(format!("kind {k:?} contradicts its id")),
+            (BackupKind::Full, Some(p)) => return Err(format!("a full backup with parent {p}")),
+            (BackupKind::Incremental, None) => return Err("an incremental without parent".into()),
+            (_, Some(p)) if p >= &self.id => return Err(format!("parent {p} is not older")),
+            _ => {}
+        }
+        self.system_id()?;
+        self.version()?;
+        let (start, stop) = (self.start_lsn()?, self.stop_lsn()?);
+        if stop < start {
+            return Err(format!("stop lsn {stop} precedes start lsn {start}"));
+        }
+        chrono::DateTime::parse_from_rfc3339(&self.stop_time)
+            .map_err(|e| format!("invalid stop_time '{}': {e}", self.stop_time))?;
+        for e in &self.entries {
+            if safe_path(&e.path).ok().as_deref() != Some(e.path.as_str()) {
+                return Err(format!("unsafe path '{}'", e.path));
+            }
+            match &e.kind {
+                EntryKind::Link { .. } if !is_tablespace_link(&e.path) => {
+                    return Err(format!("'{}' is a link outside pg_tblspc", e.path));
+                }
+                EntryKind::File { layers, .. } => {
+                    if let Some(l) = layers.iter().find(|l| l.backup > self.id) {
+                        return Err(format!(
+                            "'{}' has a layer of later backup {}",
+                            e.path, l.backup
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `pg_tblspc/<oid>`: the only entries of a data directory that may be links.
+fn is_tablespace_link(path: &str) -> bool {
+    path.strip_prefix("pg_tblspc/")
+        .is_some_and(|oid| !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ManifestEntry;
+    use crate::manifest::tests::sample;
+
+    #[test]
+    fn a_manifest_is_validated_against_its_folder_paths_links_and_fields() {
+        let mut m = sample();
+        m.stop_time = "2026-11-21T22:00:05.123Z".into();
+        let folder = "20261121T220000Z-F";
+        m.validate(folder).unwrap();
+        let bad = |f: &dyn Fn(&mut Manifest), why: &str| {
+            let mut b = m.clone();
+            f(&mut b);
+            let e = b.validate(folder).unwrap_err();
+            assert!(e.contains(why), "{e} should say {why}");
+        };
+        bad(&|b| b.id = "20261121T220001Z-F".parse().unwrap(), "folder");
+        bad(
+            &|b| b.entries[1].path = "../../etc/cron.d/x".into(),
+            "unsafe path",
+        );
+        bad(
+            &|b| b.entries[1].path = "./PG_VERSION".into(),
+            "unsafe path",
+        );
+        bad(&|b| b.entries[0].path = "/base".into(), "unsafe path");
+        bad(
+            &|b| {
+                b.entries[0].kind = EntryKind::Link {
+                    target: "/etc".into(),
+                }
+            },
+            "link outside pg_tblspc",
+        );
+        bad(&|b| b.system_id = "x".into(), "");
+        bad(&|b| b.start_lsn = "zz".into(), "");
+        bad(&|b| b.stop_lsn = "0/1".into(), "precedes");
+        bad(&|b| b.stop_time = "yesterday".into(), "stop_time");
+        bad(&|b| b.kind = BackupKind::Incremental, "contradicts");
+        let mut t = m.clone();
+        t.entries.push(ManifestEntry {
+            path: "pg_tblspc/16384".into(),
+            mode: 0o777,
+            mtime: 1,
+            kind: EntryKind::Link {
+                target: "/srv/ts".into(),
+            },
+        });
+        t.validate(folder).unwrap();
+    }
+}

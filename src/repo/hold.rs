@@ -1,0 +1,210 @@
+//! A hold on a backup (`locks/holds/<id>/<holder>.json`): while a restore (or anything else
+//! that reads a backup for a while) runs, `expire` keeps that backup and its chain, like a pin.
+//! Unlike a lease, holds do not exclude each other: every holder writes its own object. A hold
+//! is renewed in the background and removed when released; one whose holder is gone (expired,
+//! or a process of this host that no longer runs) is stale and holds nothing.
+//!
+//! Ordering against expire: `hold` writes the hold, then checks that the backup's manifest is
+//! still there; expire reads the holds before it deletes manifests and again before it
+//! deletes any object. So either the holder sees the manifest gone, or expire sees the hold
+//! before it deletes the backup's objects.
+//!
+//! A holder that may not write to the repository (a restore with read-only credentials, for
+//! disaster recovery) is not refused: it gets an inert hold and a warning that expire could
+//! remove the backup meanwhile — a restore that cannot run would be worse.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::lease::Holder;
+use super::{Repo, RepoKey, retry, store};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a hold lasts without renewal (renewed every third of it).
+pub const HOLD_TTL: Duration = Duration::from_secs(300);
+
+/// What a hold object says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub backup: String,
+    /// What holds it, e.g. `restore into /srv/pg`.
+    pub purpose: String,
+    #[serde(flatten)]
+    pub holder: Holder,
+}
+
+impl HoldRecord {
+    /// One line for plans and messages: `held by restore (pid 42 on db1 since ...)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "held by {} (pid {} on {} since {})",
+            self.purpose, self.holder.pid, self.holder.host, self.holder.acquired
+        )
+    }
+}
+
+/// A held backup; renewed in the background until released. Dropping it stops the renewal
+/// and removes the hold in the background when a runtime is still there (else it goes stale).
+#[derive(Debug)]
+pub struct Hold {
+    repo: Repo,
+    /// `None`: inert, the hold could not be written.
+    key: Option<RepoKey>,
+    renew: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Holds backup `backup` for `purpose` (see the module doc). Fails when the backup has no
+/// manifest (any more).
+pub async fn hold(repo: &Repo, backup: &str, purpose: &str) -> Result<Hold> {
+    hold_for(repo, backup, purpose, HOLD_TTL).await
+}
+
+/// [`hold`] with its own time to live (tests use a short one).
+pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -> Result<Hold> {
+    let holder = Holder::me(ttl);
+    let nonce = format!(
+        "{}-{}-{}",
+        holder.pid,
+        chrono::Utc::now().timestamp_micros(),
+        rand_suffix()
+    );
+    let key = RepoKey::Hold {
+        backup: backup.to_string(),
+        holder: nonce,
+    };
+    let record = |holder| HoldRecord {
+        backup: backup.to_string(),
+        purpose: purpose.to_string(),
+        holder,
+    };
+    let mut held = Hold {
+        repo: repo.clone(),
+        key: Some(key.clone()),
+        renew: None,
+    };
+    match repo.put(&key, encode(&record(holder))?).await {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Io) => {
+            tracing::warn!(
+                backup,
+                "cannot hold the backup ({}): expire could remove it while this {purpose} runs",
+                e.one_line()
+            );
+            held.key = None;
+            return Ok(held);
+        }
+        Err(e) => return Err(e),
+    }
+    // The hold is written: now the manifest must still be there (see the module doc).
+    if !repo
+        .contains(&RepoKey::Manifest(backup.to_string()))
+        .await?
+    {
+        held.release().await?;
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("backup {backup} is no longer in {}", repo.location()),
+        )
+        .hint("it was expired meanwhile; 'pgkeep info' lists the backups"));
+    }
+    let (renew_repo, purpose) = (repo.clone(), purpose.to_string());
+    let backup = backup.to_string();
+    let renew = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let rec = HoldRecord {
+                backup: backup.clone(),
+                purpose: purpose.clone(),
+                holder: Holder::me(ttl),
+            };
+            // A failed renewal is retried at the next tick; the hold lasts a full ttl.
+            if let Ok(bytes) = encode(&rec) {
+                let _ = renew_repo.put(&key, bytes).await;
+            }
+        }
+    });
+    held.renew = Some(renew);
+    Ok(held)
+}
+
+impl Hold {
+    /// Removes the hold.
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(r) = self.renew.take() {
+            r.abort();
+        }
+        match self.key.take() {
+            Some(key) => self.repo.delete(&key).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(renew) = self.renew.take() {
+            renew.abort();
+        }
+        let Some(key) = self.key.take() else {
+            return; // released, or inert
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let repo = self.repo.clone();
+            rt.spawn(async move { repo.delete(&key).await });
+        }
+    }
+}
+
+/// Every live hold (stale ones are skipped), by backup id.
+pub async fn live(repo: &Repo) -> Result<Vec<HoldRecord>> {
+    let dir = repo.layout.holds_dir();
+    let paths: Vec<object_store::path::Path> = retry::transient(|| async {
+        repo.store
+            .list(Some(&dir))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| store::error("list", &dir, e))
+    })
+    .await?;
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for p in paths {
+        let (Some(holder), Some(backup)) = (
+            p.filename().and_then(|f| f.strip_suffix(".json")),
+            p.parts().rev().nth(1).map(|b| b.as_ref().to_string()),
+        ) else {
+            continue;
+        };
+        let key = RepoKey::Hold {
+            backup,
+            holder: holder.to_string(),
+        };
+        let Some(bytes) = repo.get(&key).await? else {
+            continue; // released meanwhile
+        };
+        // An unreadable hold (torn by a crash) holds nothing, like a stale lease.
+        match serde_json::from_slice::<HoldRecord>(&bytes) {
+            Ok(rec) if !rec.holder.is_stale(now) => out.push(rec),
+            _ => {}
+        }
+    }
+    out.sort_by(|a, b| a.backup.cmp(&b.backup));
+    Ok(out)
+}
+
+fn encode(r: &HoldRecord) -> Result<bytes::Bytes> {
+    serde_json::to_vec(r)
+        .map(bytes::Bytes::from)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode a hold: {e}")))
+}
+
+/// A few random hex digits, so two holds by one process never share a name.
+fn rand_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64);
+    format!("{:08x}", h.finish() as u32)
+}
