@@ -1,7 +1,8 @@
 //! archive-get and archive-push guards that need no server: a segment served under another
 //! name, a garbage history file, look-ahead records of another repository, a full disk under
 //! `%p`, prefetch that must not take the requested segment's space, names PostgreSQL never
-//! writes, and a local file that blocks past the deadline.
+//! writes, a local file that blocks past the deadline, and the staging files a killed push
+//! leaves behind.
 
 #![allow(clippy::unwrap_used)]
 
@@ -273,4 +274,49 @@ fn a_blocked_local_read_ends_within_the_deadline() {
     assert!(r.stderr.contains("gave up after 2s"), "{}", r.stderr);
     assert!(took < Duration::from_secs(8), "took {took:?}");
     assert_eq!(snapshot(&repo), before);
+}
+
+#[test]
+fn a_segment_missing_before_an_archived_one_is_a_hole_not_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pk, cluster, repo) = setup(dir.path(), "");
+    for n in 1..=3 {
+        let seg = cluster.write_segment(n, n, false);
+        pk.ok(&["archive-push", seg.to_str().unwrap()]);
+    }
+    std::fs::remove_file(object(&repo, 2)).unwrap();
+    let dest = dir.path().join("RECOVERYXLOG");
+    let r = pk.run(&["archive-get", &name(2), dest.to_str().unwrap()]);
+    assert_eq!(r.code, 210, "{}", r.stderr);
+    assert!(r.error_line().contains("hole"), "{}", r.stderr);
+    // Past the newest segment the archive really ends: "not found" lets recovery finish.
+    let r = pk.run(&["archive-get", &name(4), dest.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!dest.exists());
+}
+
+#[test]
+fn expire_sweeps_the_staging_files_a_killed_push_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pk, cluster, repo) = setup(dir.path(), "");
+    let seg = cluster.write_segment(1, 1, false);
+    pk.ok(&["archive-push", seg.to_str().unwrap()]);
+    // What a push killed between write and rename leaves: an old one, and one in flight.
+    let old = object(&repo, 2).with_file_name(format!("{}#7", name(2)));
+    let fresh = object(&repo, 3).with_file_name(format!("{}#8", name(3)));
+    std::fs::write(&old, b"half").unwrap();
+    std::fs::write(&fresh, b"half").unwrap();
+    let ok = Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    pk.ok(&["expire"]);
+    assert!(
+        !old.exists(),
+        "an interrupted upload's staging file stays forever"
+    );
+    assert!(fresh.exists(), "an upload in flight must not be touched");
+    assert!(object(&repo, 1).exists());
 }

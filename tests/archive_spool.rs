@@ -113,13 +113,13 @@ fn get_prefetches_the_next_segments_and_serves_them_from_the_spool() {
             std::fs::read(&segs[n - 1]).unwrap()
         );
     }
-    // Beyond the window it must go to the repository, which is away.
+    // Beyond the window it must go to the repository, which is away: recovery stops (204).
     let r = pk.run(&[
         "archive-get",
         "000000010000000000000005",
         dest.to_str().unwrap(),
     ]);
-    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(r.code, 204, "{}", r.stderr);
     assert_eq!(
         std::fs::read_dir(standby.join("pgkeep/get"))
             .unwrap()

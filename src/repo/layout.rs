@@ -88,6 +88,11 @@ impl Layout {
         Layout { root }
     }
 
+    /// The folder of this cluster: everything the repository holds for it.
+    pub fn cluster_dir(&self) -> Path {
+        Path::from(self.root.as_str())
+    }
+
     /// The folder holding every backup (one sub-folder per backup id).
     pub fn backups_dir(&self) -> Path {
         Path::from(format!("{}/backups", self.root))

@@ -8,6 +8,7 @@ pub mod info;
 pub mod layout;
 pub mod lease;
 mod retry;
+mod staging;
 pub mod store;
 
 use std::sync::Arc;
@@ -254,6 +255,16 @@ impl Repo {
             }
         }
         Ok(Some(paths.len()))
+    }
+
+    /// Removes what writers killed mid-upload left in a local store (object_store's
+    /// `name#N` staging files, invisible to listings) once older than `age`, so that an upload
+    /// still in flight is never touched. Returns how many went; S3 stores abort their own.
+    pub fn sweep_staging(&self, age: std::time::Duration) -> Result<usize> {
+        match &self.local_root {
+            Some(root) => staging::sweep(&root.join(self.layout.cluster_dir().as_ref()), age),
+            None => Ok(0),
+        }
     }
 
     /// Every WAL object with its size and when it was stored, for ages and totals.

@@ -155,6 +155,36 @@ impl Pg {
         self.log()
     }
 
+    /// Starts the server and waits up to `limit` until it either exits by itself (its
+    /// recovery was stopped: returns its log) or has ended recovery and accepts writes
+    /// (returns `None`, the server left running). Panics if neither happens in time.
+    pub fn start_until_settled(&mut self, limit: Duration) -> Option<String> {
+        self.spawn();
+        let start = std::time::Instant::now();
+        loop {
+            let server = self.server.as_mut().expect("server");
+            if server.child.try_wait().ok().flatten().is_some() {
+                self.server = None;
+                return Some(self.log());
+            }
+            let promoted = self
+                .client(Command::new("psql"))
+                .args(["-XAtq", "-c", "SELECT pg_is_in_recovery()"])
+                .output()
+                .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f")
+                .unwrap_or(false);
+            if promoted {
+                return None;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "postgres neither stopped nor finished recovery in {limit:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn spawn(&mut self) {
         std::fs::create_dir_all(&self.sock).expect("socket dir");
         let (uid, gid) = postgres_user();

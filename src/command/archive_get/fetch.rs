@@ -20,13 +20,9 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
     let seg = repo.info().seg_size;
     let key = RepoKey::wal(name, seg);
     let file = name.file_name(seg);
-    let stored = repo.get(&key).await?.ok_or_else(|| {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("{file} is not in repository {}", repo.location()),
-        )
-        .hint("normal at the end of the archive: PostgreSQL then ends recovery or streams")
-    })?;
+    let Some(stored) = repo.get(&key).await? else {
+        return Err(missing(repo, name).await);
+    };
     let dest = dest.to_path_buf();
     let location = repo.location().to_string();
     let info = repo.info();
@@ -46,4 +42,36 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
         })
     })
     .await
+}
+
+/// The error for a file that is not in the repository. "Not found" lets PostgreSQL end
+/// recovery there, which is right only at the end of the archive: a segment missing while
+/// the next one of its timeline is stored is a hole (a lost or renamed object), and recovery
+/// must stop at it instead of promoting without what follows.
+async fn missing(repo: &Repo, name: &WalFileName) -> Error {
+    let seg = repo.info().seg_size;
+    let file = name.file_name(seg);
+    if let WalFileName::Segment(s) = name {
+        let next = WalFileName::Segment(s.next());
+        match repo.contains(&RepoKey::wal(&next, seg)).await {
+            Ok(true) => {
+                return Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "{file} is missing from repository {} although {} is archived: the archive has a hole",
+                        repo.location(),
+                        next.file_name(seg)
+                    ),
+                )
+                .hint("run 'pgkeep verify'; restore the missing segment from another copy of the archive, or restore to a target before it");
+            }
+            Ok(false) => {}
+            Err(e) => return e,
+        }
+    }
+    Error::new(
+        ErrorKind::NotFound,
+        format!("{file} is not in repository {}", repo.location()),
+    )
+    .hint("normal at the end of the archive: PostgreSQL then ends recovery or streams")
 }

@@ -80,13 +80,13 @@ const RESERVE: u64 = 64 << 20;
 /// the requested segment, and a reserve for PostgreSQL itself. Unknown space: none.
 pub fn affordable(spool: Option<&Spool>, seg: WalSegSize, wanted: usize) -> usize {
     let Some(spool) = spool else { return 0 };
+    // The spool may not exist yet: its nearest existing ancestor is on the same file system.
     let dir = spool.get_dir();
-    let probe = if dir.exists() {
-        dir
-    } else {
-        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-    };
-    let Ok(free) = localfs::available_space(&probe) else {
+    let probe = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
+    let Ok(free) = localfs::available_space(probe) else {
         return 0;
     };
     let seg = u64::from(seg.bytes());

@@ -22,6 +22,9 @@ use crate::repo::lease::Lease;
 use crate::repo::{Repo, RepoKey};
 pub use plan::{BackupFacts, ExpirePlan, RetentionPolicy};
 
+/// Staging files older than this are leftovers of killed writers, never uploads in flight.
+const STAGING_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 #[derive(Debug, Clone, Default)]
 pub struct ExpireArgs {
     pub dry_run: bool,
@@ -119,6 +122,11 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
     for name in &plan.wal {
         let file = WalFileName::parse(name, seg).map_err(|e| Error::new(ErrorKind::Internal, e))?;
         repo.delete(&RepoKey::wal(&file, seg)).await?;
+    }
+    // What killed writers left mid-upload: an hour is far past any command's deadline.
+    let swept = repo.sweep_staging(STAGING_AGE)?;
+    if swept > 0 {
+        tracing::info!(swept, "removed staging files of interrupted uploads");
     }
     Ok(ExpireReport {
         plan,
