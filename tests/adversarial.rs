@@ -235,7 +235,8 @@ fn damaged_repositories_restore_exactly_or_refuse() {
             Some(log) => {
                 // pgkeep's own refusal, else the startup process's FATAL (not a client's
                 // "the database system is starting up").
-                let stop = (log.lines().find(|l| l.contains("pgkeep: error")))
+                let stop = (log.lines())
+                    .find(|l| l.contains("pgkeep: error") && !l.contains("error[not-found]"))
                     .or_else(|| {
                         log.lines()
                             .find(|l| l.contains("FATAL") && !l.contains("starting up"))
