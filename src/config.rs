@@ -679,6 +679,15 @@ mod tests {
                 vec![],
             ),
             ("[repository]\npath = \"/r\"\ncluster = \"a/b\"\n", vec![]),
+            // s3-only keys are checked for a local repository too.
+            (
+                "[repository]\npath = \"/r\"\nallow_http = \"maybe\"\n",
+                vec![],
+            ),
+            (
+                "archive = 5\n[repository]\npath = \"/r\"\n",
+                vec![("PGKEEP_ARCHIVE_TIMEOUT", "5s")],
+            ),
         ] {
             let err = resolve(text, &env).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{text}");

@@ -136,7 +136,10 @@ enum Ty {
     Listen,
 }
 
-fn keys(w: &World) -> Vec<(&'static str, Vec<(&'static str, String, Ty)>)> {
+/// Each section with its keys: name, the base value (TOML) and type.
+type Sections = Vec<(&'static str, Vec<(&'static str, String, Ty)>)>;
+
+fn keys(w: &World) -> Sections {
     let s = |v: &str| format!("{v:?}");
     let port = w.closed_port;
     vec![
@@ -245,11 +248,7 @@ fn keys(w: &World) -> Vec<(&'static str, Vec<(&'static str, String, Ty)>)> {
 const JOBS: &str = "[[scheduler.jobs]]\nname = \"weekly-full\"\nkind = \"backup-full\"\nschedule = \"0 1 * * 0\"\n\n[[scheduler.jobs]]\nname = \"verify\"\nkind = \"verify\"\nschedule = \"0 12 * * *\"\n";
 
 /// The configuration text, with `replace` (section, key, new value line or None to drop).
-fn render(
-    keys: &[(&'static str, Vec<(&'static str, String, Ty)>)],
-    replace: Option<(&str, &str, &str)>,
-    jobs: &str,
-) -> String {
+fn render(keys: &Sections, replace: Option<(&str, &str, &str)>, jobs: &str) -> String {
     let mut out = String::new();
     for (section, entries) in keys {
         out.push_str(&format!("[{section}]\n"));
@@ -433,6 +432,13 @@ fn config_case(rng: &mut Rng, w: &World) -> Case {
             let (v, bad) = bad_env(rng, *ty);
             let name = format!("PGKEEP_{}_{}", section, key).to_ascii_uppercase();
             env.push((name.into(), v));
+            if rng.chance(30) {
+                // Someone else's variable that is not UTF-8 is no reason to fail, or panic.
+                env.push((
+                    "FUZZ_NOT_OURS".into(),
+                    OsString::from_vec(b"\xff\xfe".to_vec()),
+                ));
+            }
             (
                 format!("env {section}.{key}"),
                 render(&keys, None, JOBS).into_bytes(),
@@ -846,18 +852,24 @@ fn cli_case(rng: &mut Rng, w: &World) -> Case {
                     weird_os(rng),
                 ],
             };
-            ("top level", a)
+            let config = a.first().is_some_and(|f| f == "--config");
+            (if config { "bad --config" } else { "top level" }, a)
         }
     };
-    if rng.chance(10) {
-        args.push(weird_os(rng));
-    }
+    let expect = if what == "bad --config" {
+        Expect::Config
+    } else {
+        if rng.chance(10) {
+            args.push(weird_os(rng));
+        }
+        Expect::Any
+    };
     Case {
         what: what.into(),
         args,
         config: None,
         env: Vec::new(),
-        expect: Expect::Any,
+        expect,
     }
 }
 
@@ -993,13 +1005,15 @@ fn malformed_configs_and_command_lines_get_one_error_line_a_hint_and_a_stable_co
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path());
     let start = Instant::now();
-    for _ in 0..CONFIG_CASES {
-        let case = config_case(&mut rng, &w);
+    for i in 0..CONFIG_CASES {
+        let mut case = config_case(&mut rng, &w);
+        case.what = format!("config #{i}: {}", case.what);
         check(&w, &case, seed);
     }
     let configs = start.elapsed();
-    for _ in 0..CLI_CASES {
-        let case = cli_case(&mut rng, &w);
+    for i in 0..CLI_CASES {
+        let mut case = cli_case(&mut rng, &w);
+        case.what = format!("command line #{i}: {}", case.what);
         check(&w, &case, seed);
     }
     eprintln!(
