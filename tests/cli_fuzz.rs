@@ -52,15 +52,15 @@ impl Rng {
 }
 
 fn seed() -> u64 {
-    match std::env::var("PGKEEP_TEST_SEED") {
-        Ok(s) => {
+    match std::env::var("PGKEEP_TEST_SEED").map(|s| s.trim().to_string()) {
+        Ok(s) if !s.is_empty() => {
             let s = s.trim();
             s.strip_prefix("0x")
                 .map(|h| u64::from_str_radix(h, 16))
                 .unwrap_or_else(|| s.parse())
                 .unwrap_or_else(|e| panic!("PGKEEP_TEST_SEED '{s}': {e}"))
         }
-        Err(_) => std::time::SystemTime::now()
+        _ => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64,
@@ -312,7 +312,14 @@ fn bad_value(rng: &mut Rng, ty: Ty) -> (String, bool) {
             5 => (format!("\"{}s\"", long(100 * 1024, '9')), true),
             _ => ("\"18446744073709551615s\"".into(), true),
         },
-        Ty::Str | Ty::Path | Ty::Cluster | Ty::Kind => match rng.below(5) {
+        // A cluster name that is valid would make `init` create a new cluster: only bad ones.
+        Ty::Cluster if rng.chance(60) => (
+            rng.pick(&["\"\"", "\"s3 \"", "\"a/b\"", "\".hidden\"", "\"a\\nb\""])
+                .into(),
+            true,
+        ),
+        Ty::Cluster => (rng.pick(&wrong_shape).into(), true),
+        Ty::Str | Ty::Path | Ty::Kind => match rng.below(5) {
             0 => (rng.pick(&wrong_shape).into(), true),
             1 => (
                 rng.pick(&["5", "true", "-1", "18446744073709551615"])
@@ -328,16 +335,16 @@ fn bad_value(rng: &mut Rng, ty: Ty) -> (String, bool) {
                     "\"a\\nb\"",
                     "\"\\u0001\\u001b[31m\"",
                     "\"\\t\"",
-                    "\"../../x\"",
+                    "\"./x/../y\"",
                     "\"\\u0000\"",
                 ])
                 .into(),
-                matches!(ty, Ty::Kind | Ty::Cluster),
+                matches!(ty, Ty::Kind),
             ),
             _ => (
                 rng.pick(&["\"\"", "\"ftp\"", "\"LOCAL\"", "\"s3 \"", "\"a/b\""])
                     .into(),
-                matches!(ty, Ty::Kind | Ty::Cluster),
+                matches!(ty, Ty::Kind),
             ),
         },
         Ty::Bool => match rng.below(3) {
@@ -702,11 +709,13 @@ fn cli_case(rng: &mut Rng, w: &World) -> Case {
         0 => {
             let path = match rng.below(4) {
                 0 => {
-                    // A file that exists under a bad name, holding garbage.
+                    // A file that exists under a bad name, holding garbage. (A backup
+                    // history file's content is opaque, stored as it is: left out here.)
                     let name = weird_os(rng);
                     let dir = w.dir.join("push");
                     let p = dir.join(&name);
                     if !name.is_empty()
+                        && !name.to_string_lossy().ends_with(".backup")
                         && p.parent() == Some(dir.as_path())
                         && std::fs::write(&p, rng.bytes(100)).is_ok()
                     {
