@@ -377,7 +377,11 @@ fn overlay_env(
             return Err(Error::new(
                 ErrorKind::Config,
                 format!("[{section}] must be a table"),
-            ));
+            )
+            .hint(format!(
+                "write {section} as a [{section}] section, or unset the PGKEEP_{}_* variables",
+                section.to_ascii_uppercase()
+            )));
         };
         t.insert(key.to_string(), toml::Value::String(value.clone()));
         applied.push((name.clone(), value.clone()));
@@ -463,6 +467,17 @@ fn missing(key: &str, why: &str) -> Error {
 impl RawRepository {
     fn resolve(self) -> Result<RepositoryConfig> {
         let kind = self.kind.unwrap_or_else(|| "local".into());
+        // Checked whatever the kind: a malformed value is an error even where it is unused.
+        let allow_http = self
+            .allow_http
+            .map(|v| v.get("repository.allow_http"))
+            .transpose()?
+            .unwrap_or(false);
+        let virtual_hosted_style = self
+            .virtual_hosted_style
+            .map(|v| v.get("repository.virtual_hosted_style"))
+            .transpose()?
+            .unwrap_or(false);
         let store = match kind.as_str() {
             "local" => StoreConfig::Local {
                 path: self.path.ok_or_else(|| {
@@ -480,16 +495,8 @@ impl RawRepository {
                     .to_string(),
                 region: self.region.unwrap_or_else(|| "us-east-1".into()),
                 endpoint: self.endpoint,
-                allow_http: self
-                    .allow_http
-                    .map(|v| v.get("repository.allow_http"))
-                    .transpose()?
-                    .unwrap_or(false),
-                virtual_hosted_style: self
-                    .virtual_hosted_style
-                    .map(|v| v.get("repository.virtual_hosted_style"))
-                    .transpose()?
-                    .unwrap_or(false),
+                allow_http,
+                virtual_hosted_style,
                 ca_file: self.ca_file,
             },
             other => {
@@ -672,6 +679,15 @@ mod tests {
                 vec![],
             ),
             ("[repository]\npath = \"/r\"\ncluster = \"a/b\"\n", vec![]),
+            // s3-only keys are checked for a local repository too.
+            (
+                "[repository]\npath = \"/r\"\nallow_http = \"maybe\"\n",
+                vec![],
+            ),
+            (
+                "archive = 5\n[repository]\npath = \"/r\"\n",
+                vec![("PGKEEP_ARCHIVE_TIMEOUT", "5s")],
+            ),
         ] {
             let err = resolve(text, &env).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{text}");

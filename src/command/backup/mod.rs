@@ -62,8 +62,11 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     // Choose the source (asking Patroni when so configured); refuse a cluster the repository
     // does not serve.
     let source = source::resolve(cfg, args.source).await?;
-    let params =
-        ConnParams::parse(&source.conninfo, None).map_err(|e| Error::new(ErrorKind::Config, e))?;
+    let params = ConnParams::parse(&source.conninfo, None).map_err(|e| {
+        Error::new(ErrorKind::Config, e).hint(
+            "give --source or backup.source as 'host=... port=... user=...' or a postgresql:// URL",
+        )
+    })?;
     let mut conn = ReplConn::connect(&params).await.map_err(pg_error)?;
     let ident = conn.identify_system().await.map_err(pg_error)?;
     let version =
