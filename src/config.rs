@@ -16,8 +16,11 @@ use crate::pipeline::Compression;
 
 #[cfg(test)]
 mod bounds_tests;
+mod environ;
 mod patroni;
 mod scheduler;
+
+pub use environ::environment;
 pub use patroni::{CreateReplicaConfig, PatroniConfig};
 pub use scheduler::{JobConfig, JobKind, SchedulerConfig};
 

@@ -2,7 +2,6 @@
 //! jobs), run the daemon until SIGTERM or SIGINT, and turn the result into an exit code. The
 //! only place that exits.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +22,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let vars = match pgkeep::config::environment() {
+        Ok(vars) => vars,
+        Err(e) => {
+            eprintln!("{}", e.report("pgkeepd"));
+            return ExitCode::from(e.exit_code());
+        }
+    };
     let result = Raw::load(cli.config.as_deref(), &vars)
         .and_then(Raw::resolve)
         .and_then(|cfg| {
