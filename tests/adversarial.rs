@@ -20,37 +20,7 @@ use std::time::Duration;
 use support::cluster;
 use support::postgres::{Pg, chown_postgres, pg_bin};
 use support::proc::postgres_tempdir;
-
-/// splitmix64: small, seedable, good enough to pick damage.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("PGKEEP_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("adversarial seed: {seed} (replay with PGKEEP_TEST_SEED={seed})");
-    seed
-}
+use support::seeded::{self, Rng};
 
 /// The objects worth damaging, by kind: what a restore and its replay read.
 #[derive(Debug, Default)]
@@ -183,7 +153,7 @@ fn damaged_repositories_restore_exactly_or_refuse() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let mut rng = Rng(seed());
+    let mut rng = Rng::new(seeded::seed("adversarial"));
     let dir = postgres_tempdir();
     let (pk, mut primary, source) = cluster::archiving_primary(&pg_bin(), dir.path(), "", &[], &[]);
     // A full backup, an incremental over it, and WAL after both, over several segments.

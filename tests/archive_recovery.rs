@@ -37,6 +37,16 @@ fn object(dir: &Path, segment: &str) -> PathBuf {
     dir.join("repo/main/wal").join(&segment[..16]).join(segment)
 }
 
+/// Flips one bit in the middle of the object at `path`; returns its good bytes.
+fn flip_middle(path: &Path) -> Vec<u8> {
+    let good = std::fs::read(path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    std::fs::write(path, &bad).unwrap();
+    good
+}
+
 /// A restored data directory ready to start, recovering as `signal` says.
 fn restored(pk: &Pgkeep, target: &Path, args: &[&str]) -> Pg {
     let mut all = vec!["restore", target.to_str().unwrap()];
@@ -72,11 +82,7 @@ fn damaged_or_swapped_wal_stops_recovery_and_it_resumes_once_repaired() {
 
     // One flipped byte in the second batch's segment.
     let second = object(dir.path(), &segs[1]);
-    let good = std::fs::read(&second).unwrap();
-    let mut bad = good.clone();
-    let mid = bad.len() / 2;
-    bad[mid] ^= 0x01;
-    std::fs::write(&second, &bad).unwrap();
+    let good = flip_middle(&second);
     let mut pg = restored(&pk, &dir.path().join("flipped"), &[]);
     assert_stopped_not_promoted(&pg.start_expecting_exit(Duration::from_secs(120)));
     std::fs::write(&second, &good).unwrap();
@@ -111,11 +117,7 @@ fn a_standby_retries_a_damaged_segment_stays_a_standby_and_catches_up() {
     let (pk, primary, segs) = primary_with_batches(dir.path());
     let committed = primary.psql("SELECT count(*) FROM t");
     let second = object(dir.path(), &segs[1]);
-    let good = std::fs::read(&second).unwrap();
-    let mut bad = good.clone();
-    let mid = bad.len() / 2;
-    bad[mid] ^= 0x01;
-    std::fs::write(&second, &bad).unwrap();
+    let good = flip_middle(&second);
 
     let mut standby = restored(&pk, &dir.path().join("standby"), &["--standby"]);
     standby.configure(&["wal_retrieve_retry_interval = '200ms'".into()]);

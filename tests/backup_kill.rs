@@ -13,6 +13,7 @@ use std::time::Duration;
 use support::cluster::{self, backups};
 use support::postgres::pg_bin;
 use support::proc::{postgres_tempdir, wait_for};
+use support::seeded::{self, Rng};
 
 /// Every file below `dir` (0 when it does not exist yet).
 fn count_files(dir: &Path) -> usize {
@@ -41,32 +42,10 @@ fn folders(repo: &Path) -> Vec<String> {
     v
 }
 
-/// A small xorshift generator: the kill points only need to be spread, and reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 #[test]
 fn kill_9_at_random_points_never_leaves_a_listed_half_backup() {
-    let seed = std::env::var("PGKEEP_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("kill points from PGKEEP_TEST_SEED={seed}");
-    let mut rng = Rng(seed);
+    let seed = seeded::seed("kill points");
+    let mut rng = Rng::new(seed);
 
     let dir = postgres_tempdir();
     let (pk, primary, source) =
@@ -99,7 +78,7 @@ fn kill_9_at_random_points_never_leaves_a_listed_half_backup() {
         } else {
             incr_objects
         };
-        let at = 1 + rng.below(of as u64) as usize;
+        let at = 1 + rng.below(of);
         let before = folders(&repo);
         let mut child = pk
             .command()

@@ -19,53 +19,13 @@ use std::time::{Duration, Instant};
 
 use support::pgkeep::{FakeCluster, Pgkeep, Run, bin, snapshot};
 use support::proc::free_port;
+use support::seeded::{self, Rng};
 
 const SYSID: u64 = 7_301_234_567_890_123_456;
 const CONFIG_CASES: usize = 300;
 const CLI_CASES: usize = 200;
 /// One run's bound: every case fails before any network wait longer than a refused connect.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// splitmix64: tiny, seedable, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.below(items.len())]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn seed() -> u64 {
-    match std::env::var("PGKEEP_TEST_SEED").map(|s| s.trim().to_string()) {
-        Ok(s) if !s.is_empty() => {
-            let s = s.trim();
-            s.strip_prefix("0x")
-                .map(|h| u64::from_str_radix(h, 16))
-                .unwrap_or_else(|| s.parse())
-                .unwrap_or_else(|e| panic!("PGKEEP_TEST_SEED '{s}': {e}"))
-        }
-        _ => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    }
-}
 
 /// What a case must end in, besides the rules every run obeys.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1008,9 +968,8 @@ fn world(dir: &Path) -> World {
 
 #[test]
 fn malformed_configs_and_command_lines_get_one_error_line_a_hint_and_a_stable_code() {
-    let seed = seed();
-    eprintln!("cli_fuzz seed {seed} (replay: PGKEEP_TEST_SEED={seed})");
-    let mut rng = Rng(seed);
+    let seed = seeded::seed("cli_fuzz");
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path());
     let start = Instant::now();

@@ -10,19 +10,11 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::cluster::{self, backup, backups};
+use support::cluster::{self, backup, backups, verify_json};
 use support::garage::Garage;
 use support::pgkeep::Pgkeep;
 use support::postgres::pg_bin;
 use support::proc::{postgres_tempdir, wait_for};
-
-fn verify_json(pk: &Pgkeep, args: &[&str]) -> (i32, serde_json::Value) {
-    let mut all = vec!["verify", "--json"];
-    all.extend_from_slice(args);
-    let r = pk.run(&all);
-    let json = r.stdout.lines().next().unwrap_or("{}").to_string();
-    (r.code, serde_json::from_str(&json).unwrap())
-}
 
 /// The largest object of a backup's own files (a relation of pgbench_accounts).
 fn largest_object(repo: &Path, id: &str) -> PathBuf {

@@ -19,18 +19,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pgkeep::pipeline::{self, Compression, EncodeOptions};
-use support::cluster::{self, backup, backups};
+use support::cluster::{self, backup, backups, verify_json};
 use support::pgkeep::{FakeCluster, Pgkeep};
 use support::postgres::pg_bin;
 use support::proc::{postgres_tempdir, wait_for};
-
-fn verify_json(pk: &Pgkeep, args: &[&str]) -> (i32, serde_json::Value) {
-    let mut all = vec!["verify", "--json"];
-    all.extend_from_slice(args);
-    let r = pk.run(&all);
-    let json = r.stdout.lines().next().unwrap_or("{}").to_string();
-    (r.code, serde_json::from_str(&json).unwrap())
-}
 
 fn decode(stored: &[u8]) -> Vec<u8> {
     let mut plain = Vec::new();

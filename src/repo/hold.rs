@@ -15,11 +15,10 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::lease::Holder;
-use super::{Repo, RepoKey, retry, store};
+use super::{Repo, RepoKey};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How long a hold lasts without renewal (renewed every third of it).
@@ -159,16 +158,7 @@ impl Drop for Hold {
 
 /// Every live hold (stale ones are skipped), by backup id.
 pub async fn live(repo: &Repo) -> Result<Vec<HoldRecord>> {
-    let dir = repo.layout.holds_dir();
-    let paths: Vec<object_store::path::Path> = retry::transient(|| async {
-        repo.store
-            .list(Some(&dir))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| store::error("list", &dir, e))
-    })
-    .await?;
+    let paths = repo.list_paths(&repo.layout.holds_dir()).await?;
     let now = chrono::Utc::now();
     let mut out = Vec::new();
     for p in paths {

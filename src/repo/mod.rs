@@ -224,23 +224,28 @@ impl Repo {
         .await
     }
 
+    /// Every object path below `dir` (transient errors retried).
+    pub(crate) async fn list_paths(&self, dir: &Path) -> Result<Vec<Path>> {
+        use futures::TryStreamExt;
+        retry::transient(|| async {
+            self.store
+                .list(Some(dir))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await
+                .map_err(|e| store::error("list", dir, e))
+        })
+        .await
+    }
+
     /// Deletes every object of the backup folder `id` unless the backup was committed (then
     /// `None`): without a manifest nothing can reference its objects. Returns how many.
     pub async fn delete_uncommitted_backup(&self, id: &str) -> Result<Option<usize>> {
-        use futures::TryStreamExt;
         if self.contains(&RepoKey::Manifest(id.to_string())).await? {
             return Ok(None);
         }
         let dir = self.layout.backup_dir(id);
-        let paths: Vec<Path> = retry::transient(|| async {
-            self.store
-                .list(Some(&dir))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await
-                .map_err(|e| store::error("list", &dir, e))
-        })
-        .await?;
+        let paths = self.list_paths(&dir).await?;
         for p in &paths {
             self.delete_path(p).await?;
         }

@@ -18,6 +18,15 @@ pub fn backups(pk: &Pgkeep) -> Vec<serde_json::Value> {
     v["backups"].as_array().unwrap().clone()
 }
 
+/// `pgkeep verify --json` with `args`: its exit code and its report.
+pub fn verify_json(pk: &Pgkeep, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["verify", "--json"];
+    all.extend_from_slice(args);
+    let r = pk.run(&all);
+    let json = r.stdout.lines().next().unwrap_or("{}").to_string();
+    (r.code, serde_json::from_str(&json).unwrap())
+}
+
 /// Takes a backup of `source` (`kind`: full or incr); returns the id pgkeep reports ("full
 /// backup <id> committed: ...").
 pub fn backup(pk: &Pgkeep, source: &str, kind: &str) -> String {

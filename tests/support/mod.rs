@@ -11,3 +11,4 @@ pub mod pgkeep;
 pub mod postgres;
 pub mod proc;
 pub mod proxy;
+pub mod seeded;

@@ -191,7 +191,7 @@ mod tests {
 
     const SEG: WalSegSize = WalSegSize::DEFAULT;
 
-    fn t(day: i64) -> DateTime<Utc> {
+    pub(super) fn t(day: i64) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
@@ -199,7 +199,13 @@ mod tests {
     }
 
     /// A backup on `day` (its id from that time), on `sys`, starting in segment `segno`.
-    fn b(day: i64, kind: char, parent: Option<&str>, sys: &str, segno: u64) -> BackupFacts {
+    pub(super) fn b(
+        day: i64,
+        kind: char,
+        parent: Option<&str>,
+        sys: &str,
+        segno: u64,
+    ) -> BackupFacts {
         let at = t(day);
         let k = if kind == 'F' {
             BackupKind::Full
@@ -218,7 +224,7 @@ mod tests {
         }
     }
 
-    fn id(day: i64, kind: char) -> String {
+    pub(super) fn id(day: i64, kind: char) -> String {
         format!("{}-{kind}", t(day).format("%Y%m%dT%H%M%SZ"))
     }
 

@@ -5,34 +5,15 @@ use super::*;
 
 const SEG: WalSegSize = WalSegSize::DEFAULT;
 
-fn t(day: i64) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-        + chrono::Duration::days(day)
-}
-
+/// A backup on `day`: a full, or an incremental on the full of day `parent`.
 fn b(day: i64, parent: Option<i64>, segno: u64) -> BackupFacts {
-    let kind = if parent.is_some() {
-        BackupKind::Incremental
-    } else {
-        BackupKind::Full
-    };
-    BackupFacts {
-        id: BackupId::new(t(day), kind),
-        kind,
-        parent: parent.map(|p| BackupId::new(t(p), BackupKind::Full)),
-        system_id: "7".into(),
-        stop_time: t(day),
-        start_segno: segno,
-        pinned: false,
-        held: None,
+    match parent {
+        Some(p) => tests::b(day, 'I', Some(&folder(p, 'F')), "7", segno),
+        None => tests::b(day, 'F', None, "7", segno),
     }
 }
 
-fn folder(day: i64, kind: char) -> String {
-    format!("{}-{kind}", t(day).format("%Y%m%dT%H%M%SZ"))
-}
+use super::tests::{id as folder, t};
 
 const ONE_FULL: RetentionPolicy = RetentionPolicy {
     full: 1,
