@@ -182,7 +182,7 @@ fn keys(w: &World) -> Sections {
             "create_replica",
             vec![
                 ("max_wal_mib", "10240".into(), Ty::Int(0, 1 << 20)),
-                ("max_wal_percent", "30".into(), Ty::Int(0, 10_000)),
+                ("max_wal_percent", "30".into(), Ty::Int(0, 1_000_000)),
             ],
         ),
         (

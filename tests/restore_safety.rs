@@ -272,8 +272,12 @@ fn a_forged_manifest_cannot_place_anything_outside_the_target() {
     forge_manifest(&repo, &id, |entries| {
         entries.push(entry("../escaped", serde_json::json!({"kind": "dir"})));
     });
+    // Refused when loaded (the backup is listed as damaged), and again if named.
     let target = dir.path().join("target");
     let r = pk.run(&["restore", s(&target)]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.error_line().contains("holds no backup"), "{}", r.stderr);
+    let r = pk.run(&["restore", s(&target), "--backup", &id]);
     assert_eq!(r.code, 10, "{}", r.stderr);
     assert!(r.error_line().contains("manifest"), "{}", r.stderr);
     assert!(!dir.path().join("escaped").exists());
@@ -289,7 +293,7 @@ fn a_forged_manifest_cannot_place_anything_outside_the_target() {
             serde_json::json!({"kind": "dir"}),
         ));
     });
-    let r = pk.run(&["restore", s(&target)]);
+    let r = pk.run(&["restore", s(&target), "--backup", &id]);
     assert_eq!(r.code, 10, "{}", r.stderr);
     assert!(r.error_line().contains("manifest"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);

@@ -85,7 +85,12 @@ fn repository_retention_patroni_and_scheduler_bounds() {
     assert_eq!(accepted("retention", "full", "1").retention.full, 1);
     refused("retention", "max_age", "\"1000years\"", "0s to ");
     refused("create_replica", "max_wal_mib", "1048577", "0 to 1048576");
-    refused("create_replica", "max_wal_percent", "10001", "0 to 10000");
+    refused(
+        "create_replica",
+        "max_wal_percent",
+        "1000001",
+        "0 to 1000000",
+    );
     refused("scheduler", "grace", "\"2h\"", "0s to 1h");
     refused("scheduler", "lease_ttl", "\"1s\"", "10s to 1day");
     let patroni = |line: &str| {

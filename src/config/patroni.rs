@@ -136,7 +136,7 @@ impl RawCreateReplica {
                 "create_replica.max_wal_percent",
                 self.max_wal_percent,
                 30,
-                0..=10_000,
+                0..=1_000_000,
             )?,
         })
     }
