@@ -150,6 +150,30 @@ pub struct Manifest {
     pub entries: Vec<ManifestEntry>,
 }
 
+#[cfg(test)]
+impl Manifest {
+    /// A full backup `id` without entries, for unit tests: change what a test is about with
+    /// struct update syntax (`Manifest { stop_lsn: ..., ..Manifest::fixture(id) }`).
+    pub(crate) fn fixture(id: &str) -> Manifest {
+        Manifest {
+            format: FORMAT_VERSION,
+            id: id.parse().expect("a backup id"),
+            kind: BackupKind::Full,
+            parent: None,
+            depth: 0,
+            system_id: "1".into(),
+            pg_version: 15,
+            timeline: 1,
+            start_lsn: "0/1000028".into(),
+            stop_lsn: "0/2000100".into(),
+            start_time: String::new(),
+            stop_time: String::new(),
+            source: String::new(),
+            entries: vec![],
+        }
+    }
+}
+
 impl Manifest {
     pub fn system_id(&self) -> Result<SystemId, String> {
         self.system_id.parse()

@@ -87,12 +87,9 @@ fn chain_whole(m: &Manifest, backups: &[Manifest]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::FORMAT_VERSION;
 
     fn backup(id: &str, timeline: u32, depth: u32) -> Manifest {
         Manifest {
-            format: FORMAT_VERSION,
-            id: id.parse().unwrap(),
             kind: if depth == 0 {
                 BackupKind::Full
             } else {
@@ -102,14 +99,9 @@ mod tests {
             parent: (depth > 0).then(|| "20261121T220000Z-F".parse().unwrap()),
             depth,
             system_id: "7".into(),
-            pg_version: 15,
             timeline,
             start_lsn: "0/2000028".into(),
-            stop_lsn: "0/2000100".into(),
-            start_time: String::new(),
-            stop_time: String::new(),
-            source: String::new(),
-            entries: vec![],
+            ..Manifest::fixture(id)
         }
     }
 

@@ -202,23 +202,10 @@ fn untrusted(m: &Manifest, what: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{BackupKind, FORMAT_VERSION, ManifestEntry};
+    use crate::manifest::ManifestEntry;
 
     fn manifest(entries: &[(&str, Option<&str>)]) -> Manifest {
         Manifest {
-            format: FORMAT_VERSION,
-            id: "20261121T220000Z-F".parse().unwrap(),
-            kind: BackupKind::Full,
-            parent: None,
-            depth: 0,
-            system_id: "1".into(),
-            pg_version: 15,
-            timeline: 1,
-            start_lsn: "0/1".into(),
-            stop_lsn: "0/2".into(),
-            start_time: String::new(),
-            stop_time: String::new(),
-            source: String::new(),
             entries: entries
                 .iter()
                 .map(|(p, link)| ManifestEntry {
@@ -233,6 +220,7 @@ mod tests {
                     },
                 })
                 .collect(),
+            ..Manifest::fixture("20261121T220000Z-F")
         }
     }
 

@@ -205,24 +205,13 @@ fn corrupt(m: &Manifest, e: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{BackupKind, FORMAT_VERSION};
 
     fn backup(id: &str, stop_time: &str, stop_lsn: &str) -> Manifest {
         Manifest {
-            format: FORMAT_VERSION,
-            id: id.parse().unwrap(),
-            kind: BackupKind::Full,
-            parent: None,
-            depth: 0,
-            system_id: "1".into(),
-            pg_version: 15,
-            timeline: 1,
-            start_lsn: "0/1000028".into(),
             stop_lsn: stop_lsn.into(),
             start_time: stop_time.into(),
             stop_time: stop_time.into(),
-            source: String::new(),
-            entries: vec![],
+            ..Manifest::fixture(id)
         }
     }
 
