@@ -6,7 +6,19 @@
 
 use super::timeline::TimelineHistory;
 use super::wal::WalFileName;
+use super::wal_header::LONG_HEADER_LEN;
 use super::wal_header::{WalExpect, WalHeader};
+
+/// History and backup history files are a few hundred bytes; how much of one is checked.
+pub const TEXT_LIMIT: usize = 1 << 20;
+
+/// How many leading plaintext bytes `check_content` needs to judge the file `name`.
+pub fn head_len(name: &WalFileName) -> usize {
+    match name {
+        WalFileName::Segment(_) | WalFileName::Partial(_) => LONG_HEADER_LEN,
+        _ => TEXT_LIMIT,
+    }
+}
 
 /// Whether a decoded WAL file is the file `name` says, of the cluster `expect` describes:
 /// `head` is its first bytes (a segment's long page header, or a whole history file), `size`

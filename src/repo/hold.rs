@@ -83,6 +83,7 @@ pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -
         key: Some(key.clone()),
         renew: None,
     };
+    let holder_acquired = holder.acquired.clone();
     match repo.put(&key, encode(&record(holder))?).await {
         Ok(()) => {}
         Err(e) if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Io) => {
@@ -110,17 +111,26 @@ pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -
     }
     let (renew_repo, purpose) = (repo.clone(), purpose.to_string());
     let backup = backup.to_string();
+    let acquired = holder_acquired;
     let renew = tokio::spawn(async move {
         loop {
             tokio::time::sleep(ttl / 3).await;
+            // Renewed with a new expiry; it was acquired when it was first written.
+            let mut holder = Holder::me(ttl);
+            holder.acquired = acquired.clone();
             let rec = HoldRecord {
                 backup: backup.clone(),
                 purpose: purpose.clone(),
-                holder: Holder::me(ttl),
+                holder,
             };
-            // A failed renewal is retried at the next tick; the hold lasts a full ttl.
-            if let Ok(bytes) = encode(&rec) {
-                let _ = renew_repo.put(&key, bytes).await;
+            // A failed renewal is retried at the next tick (the hold lasts a full ttl), but
+            // said: two more failures and expire may take the backup.
+            let renewed = match encode(&rec) {
+                Ok(bytes) => renew_repo.put(&key, bytes).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = renewed {
+                tracing::warn!(backup, "cannot renew the hold: {}", e.one_line());
             }
         }
     });

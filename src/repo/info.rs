@@ -48,6 +48,15 @@ pub struct RepoInfo {
 }
 
 impl RepoInfo {
+    /// What every WAL file of this repository must match: its cluster's identity.
+    pub fn wal_expect(&self) -> crate::pg::wal_header::WalExpect {
+        crate::pg::wal_header::WalExpect {
+            system_id: self.system_id,
+            version: self.version,
+            seg_size: self.seg_size,
+        }
+    }
+
     pub fn new(
         system_id: SystemId,
         version: PgVersion,

@@ -8,12 +8,8 @@ use std::path::Path;
 use crate::command::{blocking, verified};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::WalFileName;
-use crate::pg::wal_content::check_content;
-use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
+use crate::pg::wal_content::{check_content, head_len};
 use crate::repo::{Repo, RepoKey};
-
-/// History files are a few hundred bytes; what is kept of one to parse it.
-const HISTORY_KEEP: usize = 16 << 20;
 
 /// Writes WAL file `name` to `dest`; returns its size. `NotFound` when it is not archived.
 pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64> {
@@ -21,21 +17,17 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
     let key = RepoKey::wal(name, seg);
     let file = name.file_name(seg);
     let Some(stored) = repo.get(&key).await? else {
-        return Err(missing(repo, name).await);
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{file} is not in repository {}", repo.location()),
+        )
+        .hint("normal at the end of the archive: PostgreSQL then ends recovery or streams"));
     };
     let dest = dest.to_path_buf();
     let location = repo.location().to_string();
-    let info = repo.info();
-    let expect = WalExpect {
-        system_id: info.system_id,
-        version: info.version,
-        seg_size: info.seg_size,
-    };
+    let expect = repo.info().wal_expect();
+    let keep = head_len(name);
     let name = name.clone();
-    let keep = match name {
-        WalFileName::History(_) => HISTORY_KEEP,
-        _ => LONG_HEADER_LEN,
-    };
     blocking(move || {
         verified::write_checked(&stored, &dest, &file, &location, keep, |head, size| {
             check_content(&name, &expect, head, size)
@@ -44,11 +36,12 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
     .await
 }
 
-/// The error for a file that is not in the repository. "Not found" lets PostgreSQL end
-/// recovery there, which is right only at the end of the archive: a segment missing while
-/// the next one of its timeline is stored is a hole (a lost or renamed object), and recovery
-/// must stop at it instead of promoting without what follows.
-async fn missing(repo: &Repo, name: &WalFileName) -> Error {
+/// What "not found" for the file PostgreSQL asked for means. It lets PostgreSQL end recovery
+/// there, which is right only at the end of the archive: a segment missing while the next
+/// one of its timeline is stored is a hole (a lost or renamed object), and recovery must stop
+/// at it instead of promoting without what follows. (Prefetch keeps the plain "not found":
+/// one request per file PostgreSQL asks for, not per segment fetched ahead.)
+pub async fn hole_or(not_found: Error, repo: &Repo, name: &WalFileName) -> Error {
     let seg = repo.info().seg_size;
     let file = name.file_name(seg);
     if let WalFileName::Segment(s) = name {
@@ -69,9 +62,5 @@ async fn missing(repo: &Repo, name: &WalFileName) -> Error {
             Err(e) => return e,
         }
     }
-    Error::new(
-        ErrorKind::NotFound,
-        format!("{file} is not in repository {}", repo.location()),
-    )
-    .hint("normal at the end of the archive: PostgreSQL then ends recovery or streams")
+    not_found
 }

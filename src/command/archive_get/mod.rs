@@ -43,12 +43,9 @@ pub struct GetReport {
     pub elapsed: Duration,
 }
 
+/// Fetches the file. What an error then tells PostgreSQL is `settle`'s to say (the entry point
+/// applies it to every error, a bad configuration included).
 pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
-    let mode = RecoveryMode::of(&args.dest);
-    fetch_file(cfg, args).await.map_err(|e| settle(e, mode))
-}
-
-async fn fetch_file(cfg: &Config, args: GetArgs) -> Result<GetReport> {
     let start = Instant::now();
     with_deadline("archive-get", cfg.archive.timeout, async {
         // PostgreSQL only asks for WAL file names; anything else is a configuration mistake.
@@ -67,14 +64,19 @@ async fn fetch_file(cfg: &Config, args: GetArgs) -> Result<GetReport> {
         // Fetch this file; meanwhile fetch the next segments into the spool.
         let seg = repo.info().seg_size;
         let mut ahead = prefetch::plan(spool.as_ref(), &name, seg, cfg.archive.get_prefetch);
-        ahead.truncate(prefetch::affordable(spool.as_ref(), seg, ahead.len()));
+        if !ahead.is_empty() {
+            ahead.truncate(prefetch::affordable(spool.as_ref(), seg, ahead.len()));
+        }
         let prefetching = tokio::spawn(prefetch::fetch_all(repo.clone(), spool.clone(), ahead));
         let size = match get_one(&repo, &name, &args.dest).await {
             Ok(size) => size,
             Err(e) => {
                 // Nothing follows a file that is not there yet; do not wait for the look-ahead.
                 prefetching.abort();
-                return Err(e);
+                return Err(match e.kind() {
+                    ErrorKind::NotFound => fetch::hole_or(e, &repo, &name).await,
+                    _ => e,
+                });
             }
         };
         let prefetched = prefetching.await.unwrap_or(0);

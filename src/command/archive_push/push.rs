@@ -9,8 +9,9 @@ use std::path::Path;
 use crate::command::blocking;
 use crate::command::spool::FileIdentity;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pg::wal_content::check_content;
 use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
-use crate::pg::{TimelineHistory, WalFileName, WalHeader};
+use crate::pg::{WalFileName, WalHeader};
 use crate::pipeline::{self, Digest, EncodeOptions, Encoded};
 use crate::repo::{Created, Repo, RepoKey};
 
@@ -70,23 +71,15 @@ pub async fn prepare(path: &Path, is_segment: bool, opts: EncodeOptions) -> Resu
 
 /// Checks the prepared file against the repository's identity: size, WAL header, system id.
 pub fn check(prepared: &Prepared, path: &Path, name: &WalFileName, repo: &Repo) -> Result<()> {
-    let info = repo.info();
-    let expect = WalExpect {
-        system_id: info.system_id,
-        version: info.version,
-        seg_size: info.seg_size,
-    };
+    let expect = repo.info().wal_expect();
     match (name.segment(), &prepared.head) {
         (Some(segment), Some(head)) => check_segment(head, path, prepared.len, segment, &expect),
         (Some(_), None) => Err(truncated(path, prepared.len, &expect)),
         (None, _) => match (name, &prepared.text) {
             // A garbage history stored once would be "already there, different" for the real
             // one forever: PostgreSQL must be able to read it before it is archived.
-            (WalFileName::History(tli), Some(text)) => {
-                let text = std::str::from_utf8(text)
-                    .map_err(|_| invalid(format!("{} is not text", path.display())))?;
-                TimelineHistory::parse(text, *tli)
-                    .map(|_| ())
+            (WalFileName::History(_), Some(text)) => {
+                check_content(name, &expect, text, prepared.len)
                     .map_err(|e| invalid(format!("{}: {e}", path.display())))
             }
             _ => Ok(()),

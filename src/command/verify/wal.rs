@@ -11,13 +11,9 @@ use futures::StreamExt;
 
 use crate::command::blocking;
 use crate::pg::WalFileName;
-use crate::pg::wal_content::check_content;
-use crate::pg::wal_header::WalExpect;
+use crate::pg::wal_content::{TEXT_LIMIT, check_content};
 use crate::pipeline;
 use crate::repo::{Repo, RepoKey};
-
-/// History and backup-history files are a few hundred bytes; only this much is kept.
-const TEXT_LIMIT: usize = 1 << 20;
 
 /// What reading the WAL back found.
 #[derive(Debug, Default)]
@@ -61,11 +57,7 @@ async fn check_one(repo: &Repo, name: &WalFileName) -> (u64, Option<String>) {
         }
         Err(e) => return (0, Some(format!("{file}: cannot read: {}", e.one_line()))),
     };
-    let expect = WalExpect {
-        system_id: info.system_id,
-        version: info.version,
-        seg_size: seg,
-    };
+    let expect = info.wal_expect();
     let name = name.clone();
     let judged = blocking(move || {
         let mut head = Head::default();
