@@ -18,15 +18,18 @@ use crate::pipeline::Compression;
 mod bounds_tests;
 mod environ;
 mod patroni;
+mod restore_test;
 mod scheduler;
 
 pub use environ::environment;
 pub use patroni::{CreateReplicaConfig, PatroniConfig};
+pub use restore_test::{DrillTarget, Probe, RestoreTestConfig, SandboxKind, Selection};
 pub use scheduler::{JobConfig, JobKind, SchedulerConfig};
 
 /// Environment variables that are not configuration keys.
 const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
+    "restore_test",
     "repository",
     "postgres",
     "archive",
@@ -79,6 +82,8 @@ pub struct Raw {
     retention: RawRetention,
     #[serde(default)]
     scheduler: scheduler::RawScheduler,
+    #[serde(default)]
+    restore_test: restore_test::RawRestoreTest,
     #[serde(default)]
     log: RawLog,
     #[serde(skip)]
@@ -226,6 +231,8 @@ pub struct Config {
     pub create_replica: CreateReplicaConfig,
     pub retention: RetentionConfig,
     pub scheduler: SchedulerConfig,
+    /// `[restore_test]`: the drills' defaults (a job may override them).
+    pub restore_test: RestoreTestConfig,
     pub log_level: String,
     /// The configuration file read, if any (restore writes it into restore_command).
     pub path: Option<PathBuf>,
@@ -341,7 +348,8 @@ impl Raw {
                     })
                     .transpose()?,
             },
-            scheduler: self.scheduler.resolve()?,
+            scheduler: self.scheduler.resolve(&self.restore_test)?,
+            restore_test: self.restore_test.resolve()?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,
             env: self.env,

@@ -22,6 +22,8 @@ pub fn for_kind(kind: JobKind) -> Box<dyn Job> {
         JobKind::BackupIncr => Box::new(Backup(backup::Requested::Incremental)),
         JobKind::Expire => Box::new(Expire),
         JobKind::Verify => Box::new(Verify),
+        // Arrives with the drill (restore-tests).
+        JobKind::RestoreTest => Box::new(Verify),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::bounded_duration;
+use super::restore_test::{RawRestoreTest, RestoreTestConfig};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +28,8 @@ struct RawJob {
     name: String,
     kind: String,
     schedule: String,
+    /// `restore-test` jobs: keys overriding `[restore_test]` for this job.
+    restore_test: Option<RawRestoreTest>,
 }
 
 /// What a job does. More kinds (restore tests) slot in beside these.
@@ -36,6 +39,7 @@ pub enum JobKind {
     BackupIncr,
     Expire,
     Verify,
+    RestoreTest,
 }
 
 impl JobKind {
@@ -45,20 +49,23 @@ impl JobKind {
             JobKind::BackupIncr => "backup-incr",
             JobKind::Expire => "expire",
             JobKind::Verify => "verify",
+            JobKind::RestoreTest => "restore-test",
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobConfig {
     pub name: String,
     pub kind: JobKind,
     /// Standard 5-field crontab (minute hour day-of-month month day-of-week, 0 = Sunday), or 6
     /// fields with a leading seconds field.
     pub schedule: String,
+    /// `restore-test` jobs: `[restore_test]` with the job's own keys over it.
+    pub restore_test: Option<RestoreTestConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerConfig {
     pub listen: String,
     pub token: Option<String>,
@@ -68,7 +75,7 @@ pub struct SchedulerConfig {
 }
 
 impl RawScheduler {
-    pub(super) fn resolve(self) -> Result<SchedulerConfig> {
+    pub(super) fn resolve(self, section: &RawRestoreTest) -> Result<SchedulerConfig> {
         let mut jobs: Vec<JobConfig> = Vec::new();
         for j in self.jobs {
             let kind = match j.kind.as_str() {
@@ -76,12 +83,15 @@ impl RawScheduler {
                 "backup-incr" => JobKind::BackupIncr,
                 "expire" => JobKind::Expire,
                 "verify" => JobKind::Verify,
+                "restore-test" => JobKind::RestoreTest,
                 other => {
                     return Err(Error::new(
                         ErrorKind::Config,
                         format!("invalid kind '{other}' of scheduler job '{}'", j.name),
                     )
-                    .hint("a job's kind is backup-full, backup-incr, expire or verify"));
+                    .hint(
+                        "a job's kind is backup-full, backup-incr, expire, verify or restore-test",
+                    ));
                 }
             };
             let valid_name = !j.name.is_empty()
@@ -95,10 +105,24 @@ impl RawScheduler {
                 )
                 .hint("job names are unique and use letters, digits, '-' and '_'"));
             }
+            let restore_test = match (kind, j.restore_test) {
+                (JobKind::RestoreTest, own) => {
+                    Some(section.overlaid(&own.unwrap_or_default()).resolve()?)
+                }
+                (_, None) => None,
+                (_, Some(_)) => {
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!("scheduler job '{}' has a restore_test table but is not a restore-test", j.name),
+                    )
+                    .hint("only kind = \"restore-test\" jobs take a [scheduler.jobs.restore_test] table"));
+                }
+            };
             jobs.push(JobConfig {
                 name: j.name,
                 kind,
                 schedule: j.schedule,
+                restore_test,
             });
         }
         Ok(SchedulerConfig {

@@ -1,0 +1,1 @@
+//! The container sandbox (Docker Engine API through bollard). Arrives next.

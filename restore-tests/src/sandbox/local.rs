@@ -1,0 +1,1 @@
+//! The local sandbox (a temp directory and pg_ctl). Arrives next.
