@@ -271,7 +271,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                     standby,
                     primary_conninfo: None,
                     tablespace_map: tablespace_map_of(tablespace_map)?,
-                    pgkeep_bin: None,
+                    replay: Default::default(),
                 };
                 let r = restore::run(cfg, args).await?;
                 let kept = if delta {

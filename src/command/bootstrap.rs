@@ -34,7 +34,7 @@ pub async fn run(cfg: &Config, args: BootstrapArgs) -> Result<RestoreReport> {
             primary_conninfo: None,
             // Tablespaces under the data directory; restore_command runs this pgkeep.
             tablespace_map: Default::default(),
-            pgkeep_bin: None,
+            replay: Default::default(),
         },
     )
     .await

@@ -65,7 +65,7 @@ pub async fn run(cfg: &Config, args: CreateReplicaArgs) -> Result<CreateReplicaR
             primary_conninfo: args.connstring,
             // Tablespaces under the data directory; restore_command runs this pgkeep.
             tablespace_map: Default::default(),
-            pgkeep_bin: None,
+            replay: Default::default(),
         },
     )
     .await?;

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod backups;
 pub mod bootstrap;
 pub mod create_replica;
+pub mod drills;
 pub mod expire;
 pub mod info;
 pub mod init;

@@ -26,6 +26,7 @@ pub(super) struct RawRestoreTest {
     work_dir: Option<PathBuf>,
     bin_dir: Option<String>,
     os_user: Option<String>,
+    superuser: Option<String>,
     image: Option<String>,
     docker_host: Option<String>,
     network: Option<String>,
@@ -99,6 +100,8 @@ pub struct RestoreTestConfig {
     pub bin_dir: String,
     /// Local: the OS user the server runs as when pgkeepd runs as root.
     pub os_user: String,
+    /// The role the drill's checks connect as (the restored cluster's superuser).
+    pub superuser: String,
     /// Container: the image, `{major}` replaced.
     pub image: String,
     /// Container: the Docker Engine API endpoint (`unix:///...`); DOCKER_HOST's or Docker's
@@ -132,6 +135,7 @@ impl RawRestoreTest {
             work_dir: o.work_dir.or(s.work_dir),
             bin_dir: o.bin_dir.or(s.bin_dir),
             os_user: o.os_user.or(s.os_user),
+            superuser: o.superuser.or(s.superuser),
             image: o.image.or(s.image),
             docker_host: o.docker_host.or(s.docker_host),
             network: o.network.or(s.network),
@@ -237,6 +241,7 @@ impl RawRestoreTest {
                 .bin_dir
                 .unwrap_or_else(|| "/usr/lib/postgresql/{major}/bin".into()),
             os_user: self.os_user.unwrap_or_else(|| "postgres".into()),
+            superuser: self.superuser.unwrap_or_else(|| "postgres".into()),
             image: self
                 .image
                 .unwrap_or_else(|| "localhost/pgkeep-pg:{major}".into()),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
 
 pub mod delta;
+pub mod drill;
 mod validate;
 
 pub const FORMAT_VERSION: u32 = 1;

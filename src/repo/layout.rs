@@ -13,6 +13,7 @@
 //! <prefix>/<cluster>/locks/holds/<id>/<holder>.json  a hold: expire keeps backup <id>
 //! <prefix>/<cluster>/pins/<id>.json              a pinned backup: retention never expires it
 //! <prefix>/<cluster>/scheduler/<job>.json        pgkeepd: when a job last started and ended
+//! <prefix>/<cluster>/restore-tests/<run>.json    the report of one restore drill
 //! ```
 
 use object_store::path::Path;
@@ -50,6 +51,8 @@ pub enum RepoKey {
     Pin(String),
     /// pgkeepd's record of one job's last run, shared by every daemon of the repository.
     JobState(String),
+    /// The report of one restore drill, by run id.
+    RestoreTest(String),
 }
 
 impl RepoKey {
@@ -108,6 +111,11 @@ impl Layout {
         Path::from(format!("{}/locks/holds", self.root))
     }
 
+    /// The folder holding the restore drills' reports.
+    pub fn restore_tests_dir(&self) -> Path {
+        Path::from(format!("{}/restore-tests", self.root))
+    }
+
     /// The folder holding the pins.
     pub fn pins_dir(&self) -> Path {
         Path::from(format!("{}/pins", self.root))
@@ -144,6 +152,7 @@ impl Layout {
             RepoKey::Hold { backup, holder } => format!("locks/holds/{backup}/{holder}.json"),
             RepoKey::Pin(backup) => format!("pins/{backup}.json"),
             RepoKey::JobState(job) => format!("scheduler/{job}.json"),
+            RepoKey::RestoreTest(run) => format!("restore-tests/{run}.json"),
         };
         Path::from(format!("{}/{rel}", self.root))
     }

@@ -293,8 +293,17 @@ impl Repo {
 
     /// The ids of the pinned backups.
     pub async fn pinned(&self) -> Result<Vec<String>> {
+        self.json_names(self.layout.pins_dir()).await
+    }
+
+    /// The run ids of the stored restore drill reports, oldest first.
+    pub async fn restore_test_runs(&self) -> Result<Vec<String>> {
+        self.json_names(self.layout.restore_tests_dir()).await
+    }
+
+    /// The names (without `.json`) of the JSON objects in `dir`, sorted.
+    async fn json_names(&self, dir: Path) -> Result<Vec<String>> {
         use futures::TryStreamExt;
-        let dir = self.layout.pins_dir();
         let mut ids: Vec<String> = retry::transient(|| async {
             self.store
                 .list(Some(&dir))

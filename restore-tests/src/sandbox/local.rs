@@ -1,1 +1,330 @@
-//! The local sandbox (a temp directory and pg_ctl). Arrives next.
+//! The local sandbox: the staging directory is the server's (`data/`, `wal/`, a private socket
+//! directory `run/`, the log `postgres.log`), started with `pg_ctl` from the bin dir of the
+//! backup's major. Run as `restore_test.os_user` when pgkeepd is root (PostgreSQL refuses to
+//! run as root). The drill talks to it over the unix socket in `run/` (mode 0700): the server
+//! listens on no TCP address. An `owner` file says who created it and until when it is
+//! wanted, so a sweep can remove the leftovers of a crashed drill.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use pgkeep::config::RestoreTestConfig;
+use pgkeep::error::{Error, ErrorKind, Result};
+
+use super::{Sandbox, me, owner_alive, staging_dir};
+
+/// The port in the socket file's name (`.s.PGSQL.5432`): the directory is private, so the
+/// number cannot collide with another server.
+pub const PORT: u16 = 5432;
+/// How long `pg_ctl stop` gets before the postmaster is killed.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Local {
+    bin_dir: PathBuf,
+    dir: PathBuf,
+    /// Run the server as this user (pgkeepd is root), else as ourselves.
+    user: Option<String>,
+    superuser: String,
+    started: bool,
+}
+
+/// What the `owner` file says.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct OwnerFile {
+    owner: String,
+    /// Past this, the drill gave up on the sandbox.
+    expires: chrono::DateTime<chrono::Utc>,
+    /// A failed sandbox kept for inspection until then.
+    #[serde(default)]
+    keep_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Local {
+    pub async fn create(cfg: &RestoreTestConfig, run_id: &str, major: u32) -> Result<Local> {
+        let bin_dir = PathBuf::from(RestoreTestConfig::for_major(&cfg.bin_dir, major));
+        for program in ["pg_ctl", "postgres"] {
+            if !bin_dir.join(program).is_file() {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("no {program} in {} for PostgreSQL {major}", bin_dir.display()),
+                )
+                .hint(format!(
+                    "install PostgreSQL {major}'s server, or set restore_test.bin_dir (\"{{major}}\" is replaced)"
+                )));
+            }
+        }
+        let dir = staging_dir(&cfg.work_dir, run_id);
+        for sub in ["data", "wal", "run"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io("create", &dir, e))?;
+        }
+        let owner = OwnerFile {
+            owner: me(),
+            expires: chrono::Utc::now() + cfg.timeout + Duration::from_secs(600),
+            keep_until: None,
+        };
+        write_owner(&dir, &owner)?;
+        let user = is_root().then(|| cfg.os_user.clone());
+        Ok(Local {
+            bin_dir,
+            dir,
+            user,
+            superuser: cfg.superuser.clone(),
+            started: false,
+        })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// `pg_ctl` with `args`, as the server's user.
+    fn pg_ctl(&self, args: &[&str]) -> Command {
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        let mut c = match &self.user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(&pg_ctl);
+                c
+            }
+            None => Command::new(&pg_ctl),
+        };
+        c.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        c
+    }
+}
+
+#[async_trait]
+impl Sandbox for Local {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn runs(&self) -> String {
+        self.bin_dir.display().to_string()
+    }
+
+    fn staging(&self) -> &Path {
+        &self.dir
+    }
+
+    fn data_dir_inside(&self) -> String {
+        self.data().display().to_string()
+    }
+
+    fn wal_dir_inside(&self) -> String {
+        self.dir.join("wal").display().to_string()
+    }
+
+    fn socket_dir_inside(&self) -> String {
+        self.dir.join("run").display().to_string()
+    }
+
+    async fn start(&mut self, settings: &[(String, String)]) -> Result<()> {
+        if let Some(u) = &self.user {
+            run(
+                Command::new("chown").args(["-R", u]).arg(&self.dir),
+                "chown the sandbox",
+            )
+            .await?;
+        }
+        run(
+            Command::new("chmod")
+                .args(["0700"])
+                .arg(&self.dir)
+                .arg(self.data())
+                .arg(self.dir.join("run")),
+            "chmod the sandbox",
+        )
+        .await?;
+        let options = settings
+            .iter()
+            .map(|(k, v)| format!("-c {k}={}", sh_quote(v)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let data = self.data_dir_inside();
+        let log = self.dir.join("postgres.log").display().to_string();
+        let out = self
+            .pg_ctl(&["start", "-W", "-D", &data, "-l", &log, "-o", &options])
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), out)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Postgres,
+                    "pg_ctl start did not return within 60 s",
+                )
+            })?
+            .map_err(|e| Error::io("run", &self.bin_dir.join("pg_ctl"), e))?;
+        self.started = true;
+        if !out.status.success() {
+            return Err(Error::new(
+                ErrorKind::Postgres,
+                format!(
+                    "pg_ctl start failed: {} {}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    self.log_tail(5).await
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let mut c = tokio_postgres::Config::new();
+        c.host_path(self.dir.join("run"))
+            .port(PORT)
+            .user(&self.superuser)
+            .dbname(db)
+            .connect_timeout(Duration::from_secs(10));
+        super::simple_query(&c, sql).await
+    }
+
+    async fn alive(&self) -> bool {
+        postmaster_pid(&self.data()).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    async fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    async fn remove(&mut self, keep_until: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
+        if self.started {
+            stop(self, &self.data()).await;
+        }
+        match keep_until {
+            Some(t) => {
+                let mut owner = read_owner(&self.dir).unwrap_or(OwnerFile {
+                    owner: me(),
+                    expires: t,
+                    keep_until: None,
+                });
+                owner.keep_until = Some(t);
+                write_owner(&self.dir, &owner)
+            }
+            None => remove_dir(&self.dir),
+        }
+    }
+}
+
+/// Stops the server in `data` at once (immediate shutdown), killing it when that does not
+/// work within [`STOP_WAIT`].
+async fn stop(local: &Local, data: &Path) {
+    let d = data.display().to_string();
+    let stopped = tokio::time::timeout(
+        STOP_WAIT,
+        local
+            .pg_ctl(&["stop", "-D", &d, "-m", "immediate", "-w"])
+            .output(),
+    )
+    .await;
+    if !matches!(stopped, Ok(Ok(ref o)) if o.status.success()) {
+        kill_postmaster(data).await;
+    }
+}
+
+/// SIGKILL to the postmaster named in `data/postmaster.pid` (its children exit with it).
+async fn kill_postmaster(data: &Path) {
+    if let Some(pid) = postmaster_pid(data) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .await;
+    }
+}
+
+fn postmaster_pid(data: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// Removes the leftovers of crashed drills in `work_dir`: sandboxes whose owner is gone or whose
+/// deadline passed, and kept failed ones whose time is up. Returns the directories removed.
+pub async fn sweep(cfg: &RestoreTestConfig) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&cfg.work_dir) else {
+        return Ok(removed);
+    };
+    let now = chrono::Utc::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("pgkeep-restore-test-") || !entry.path().is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        let leftover = match read_owner(&dir) {
+            Some(o) => match o.keep_until {
+                Some(t) => t <= now,
+                None => !owner_alive(&o.owner) || o.expires <= now,
+            },
+            // No owner file: created and abandoned within an instant, or not ours to judge
+            // yet; removed once it is older than a drill can last.
+            None => entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| {
+                m.elapsed().unwrap_or_default() > cfg.timeout + Duration::from_secs(600)
+            }),
+        };
+        if leftover {
+            kill_postmaster(&dir.join("data")).await;
+            remove_dir(&dir)?;
+            tracing::info!(
+                "restore test: removed the leftover sandbox {}",
+                dir.display()
+            );
+            removed.push(dir);
+        }
+    }
+    Ok(removed)
+}
+
+fn read_owner(dir: &Path) -> Option<OwnerFile> {
+    serde_json::from_slice(&std::fs::read(dir.join("owner")).ok()?).ok()
+}
+
+fn write_owner(dir: &Path, o: &OwnerFile) -> Result<()> {
+    let path = dir.join("owner");
+    let json = serde_json::to_vec(o).unwrap_or_default();
+    std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", dir, e)),
+    }
+}
+
+async fn run(c: &mut Command, what: &str) -> Result<()> {
+    let st = c
+        .status()
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot {what}: {e}")))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Io, format!("cannot {what}: {st}")))
+    }
+}
+
+fn is_root() -> bool {
+    // The effective uid, without unsafe code: /proc/self/status's "Uid:" line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Single quotes for the shell pg_ctl runs the server through.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

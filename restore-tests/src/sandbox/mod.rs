@@ -37,6 +37,8 @@ pub trait Sandbox: Send + Sync {
     fn data_dir_inside(&self) -> String;
     /// The WAL directory as the server sees it (what restore_command copies from).
     fn wal_dir_inside(&self) -> String;
+    /// The server's private unix socket directory as it sees it (`unix_socket_directories`).
+    fn socket_dir_inside(&self) -> String;
     /// Makes the staged data and WAL the server's (upload into the container, or ownership
     /// for the local OS user), then starts `postgres` with each `(name, value)` as `-c
     /// name=value` and returns without waiting for recovery.
@@ -98,4 +100,38 @@ fn start_ticks(pid: u32) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Runs `sql` through tokio-postgres's simple query protocol: every column as text.
+pub(crate) async fn simple_query(
+    config: &tokio_postgres::Config,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>> {
+    use pgkeep::error::{Error, ErrorKind};
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Postgres,
+            format!("cannot connect to the sandbox: {e}"),
+        )
+    })?;
+    let task = tokio::spawn(conn);
+    let result = client.simple_query(sql).await;
+    drop(client);
+    let _ = task.await;
+    let messages = result.map_err(|e| {
+        let text = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        Error::new(ErrorKind::Postgres, text)
+    })?;
+    Ok(messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect())
 }

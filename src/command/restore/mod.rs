@@ -50,8 +50,22 @@ pub struct RestoreArgs {
     /// Where each tablespace (by oid) is restored; one not named here goes to
     /// `<dir>/pg_tblspc_data/<oid>`. Never where the source cluster kept it.
     pub tablespace_map: BTreeMap<u32, PathBuf>,
-    /// The pgkeep program restore_command runs; this very program when `None`.
-    pub pgkeep_bin: Option<PathBuf>,
+    /// What `restore_command` runs: an explicit input, since the program that restores is
+    /// not always the one replay should call (pgkeepd, or a path inside a container).
+    pub replay: ReplayCommand,
+}
+
+/// What `restore_command` runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReplayCommand {
+    /// This very program's `archive-get`, with this configuration.
+    #[default]
+    ThisProgram,
+    /// That pgkeep program's `archive-get`, with this configuration.
+    Program(PathBuf),
+    /// This command, as it is (PostgreSQL's `%f`/`%p` placeholders and all): a restore drill
+    /// copies from WAL it staged itself.
+    Given(String),
 }
 
 #[derive(Debug, Clone)]
@@ -156,19 +170,17 @@ fn recovery_settings(cfg: &Config, args: &RestoreArgs) -> Result<String> {
     args.target.validate().map_err(bad)?;
     let timeline = args.target_timeline.as_deref().unwrap_or("latest");
     let timeline = target::parse_timeline(timeline).map_err(bad)?;
-    let program = match &args.pgkeep_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(|e| Error::io("locate", Path::new("pgkeep"), e))?,
-    };
-    let config =
-        (cfg.path.as_deref()).map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf()));
-    let replay = recovery::Replay {
-        program: &program,
-        config: config.as_deref(),
-        env: &cfg.env,
+    let restore_command = match &args.replay {
+        ReplayCommand::Given(command) => command.clone(),
+        ReplayCommand::Program(p) => replay_command(cfg, p)?,
+        ReplayCommand::ThisProgram => {
+            let me =
+                std::env::current_exe().map_err(|e| Error::io("locate", Path::new("pgkeep"), e))?;
+            replay_command(cfg, &me)?
+        }
     };
     let mut settings = vec![
-        ("restore_command", recovery::restore_command(&replay)?),
+        ("restore_command", restore_command),
         ("recovery_target_timeline", timeline),
     ];
     settings.extend(args.target.settings());
@@ -183,6 +195,17 @@ fn recovery_settings(cfg: &Config, args: &RestoreArgs) -> Result<String> {
         text.push_str(&recovery::conf_line(k, &v)?);
     }
     Ok(text)
+}
+
+/// `program`'s archive-get with this configuration, quoted for restore_command.
+fn replay_command(cfg: &Config, program: &Path) -> Result<String> {
+    let config =
+        (cfg.path.as_deref()).map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf()));
+    recovery::restore_command(&recovery::Replay {
+        program,
+        config: config.as_deref(),
+        env: &cfg.env,
+    })
 }
 
 /// Appends `settings` to postgresql.auto.conf and writes the signal file.
