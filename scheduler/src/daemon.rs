@@ -35,7 +35,7 @@ pub async fn run(cfg: Config, clock: Clock, shutdown: impl Future<Output = ()>) 
                 kind: j.kind.as_str().to_string(),
                 schedule,
             },
-            jobs::for_kind(j.kind),
+            jobs::for_job(j),
         ));
     }
     let status = Arc::new(Mutex::new(Status {

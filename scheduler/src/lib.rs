@@ -9,6 +9,7 @@
 //! clock      wall-clock time that tokio's paused test clock can drive
 //! jobs       the Job trait and the job kinds (backup full/incr, expire, verify): each calls the
 //!            same pgkeep::command::*::run the CLI does; new kinds implement Job
+//! drill_job  the restore-test job: one drill of pgkeep-restore-tests, its report on the status
 //! state      what the daemon knows (per-job runs, newest backups, WAL age, last verify) and the
 //!            per-job record kept in the repository (scheduler/<job>.json)
 //! runner     one job's loop: wait for the fire, take the job's lease, skip an occurrence
@@ -20,8 +21,10 @@
 
 pub mod clock;
 pub mod daemon;
+pub mod drill_job;
 pub mod http;
 pub mod jobs;
+pub mod restore_test;
 pub mod runner;
 pub mod schedule;
 pub mod state;

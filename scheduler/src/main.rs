@@ -1,6 +1,6 @@
 //! `pgkeepd --config PATH`: load pgkeep's configuration (its `[scheduler]` section names the
 //! jobs), run the daemon until SIGTERM or SIGINT, and turn the result into an exit code. The
-//! only place that exits.
+//! only place that exits. `pgkeepd --config PATH restore-test ...` runs one drill now.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,15 +9,38 @@ use clap::Parser;
 use pgkeep::config::Raw;
 use pgkeep::error::{Error, ErrorKind};
 use pgkeep_scheduler::clock::Clock;
-use pgkeep_scheduler::daemon;
+use pgkeep_scheduler::{daemon, restore_test};
 
 #[derive(Debug, Parser)]
 #[command(name = "pgkeepd", version, about = "pgkeep's scheduled backup daemon")]
 struct Cli {
     /// Configuration file (TOML, with a [scheduler] section). Default: $PGKEEP_CONFIG, else
     /// /etc/pgkeep/pgkeep.toml.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run one restore drill now: restore a backup into a throwaway sandbox, recover, check,
+    /// report (stored in the repository) and clean up. Exits 0 when it passed, 10 when a check
+    /// failed (the backup or its WAL is damaged), else the usual codes of setup errors.
+    RestoreTest {
+        /// A backup id, or latest, untested, random (default: restore_test.select).
+        #[arg(long, value_name = "ID")]
+        backup: Option<String>,
+        /// local or container (default: restore_test.sandbox).
+        #[arg(long)]
+        sandbox: Option<String>,
+        /// immediate or latest (default: restore_test.target).
+        #[arg(long)]
+        target: Option<String>,
+        /// Print the report as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,7 +68,24 @@ fn main() -> ExitCode {
             let rt = tokio::runtime::Runtime::new().map_err(|e| {
                 Error::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
             })?;
-            rt.block_on(daemon::run(cfg, Clock::System, terminated()))
+            match cli.command {
+                None => rt.block_on(daemon::run(cfg, Clock::System, terminated())),
+                Some(Command::RestoreTest {
+                    backup,
+                    sandbox,
+                    target,
+                    json,
+                }) => rt.block_on(restore_test::once(
+                    cfg,
+                    restore_test::Options {
+                        backup,
+                        sandbox,
+                        target,
+                        json,
+                    },
+                    terminated(),
+                )),
+            }
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -116,7 +116,13 @@ async fn occurrence(ctx: &Ctx, spec: &Spec, job: &dyn Job, fire: DateTime<Utc>) 
         s.jobs.entry(spec.name.clone()).or_default().running_since = Some(started);
     });
     tracing::info!(job = spec.name, "started (occurrence {fire})");
-    let result = job.run(&ctx.cfg, &ctx.status).await;
+    let ran = job.run(&ctx.cfg, &ctx.status).await;
+    if let Some(report) = ran.report {
+        state::with(&ctx.status, |s| {
+            s.jobs.entry(spec.name.clone()).or_default().last_report = Some(report);
+        });
+    }
+    let result = ran.result;
     let outcome = if result.is_ok() {
         Outcome::Ok
     } else {

@@ -55,6 +55,9 @@ pub struct JobStatus {
     pub skipped_total: u64,
     /// The runs this daemon made, newest last (at most 50).
     pub history: Vec<Run>,
+    /// A restore-test job's last drill report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_report: Option<pgkeep::manifest::drill::DrillReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +76,12 @@ pub struct RepoStatus {
     /// Backup objects and WAL stored, in bytes.
     pub repository_bytes: u64,
     pub last_verify: Option<VerifySeen>,
+    /// Committed backups no drill has proven.
+    pub backups_untested: usize,
+    /// The newest drill report in the repository (by any daemon or by hand), and when a drill
+    /// last passed.
+    pub last_restore_test: Option<pgkeep::manifest::drill::DrillReport>,
+    pub last_restore_test_success: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +95,8 @@ pub struct Status {
     pub started: Option<DateTime<Utc>>,
     pub jobs: BTreeMap<String, JobStatus>,
     pub repository: RepoStatus,
+    /// Drills this daemon ran, by verdict (`passed`, `failed`).
+    pub restore_test_runs: BTreeMap<String, u64>,
 }
 
 pub type Shared = Arc<Mutex<Status>>;
@@ -146,6 +157,17 @@ pub async fn refresh_repository(cfg: &pgkeep::config::Config, shared: &Shared) -
             },
         );
     }
+    let reports = pgkeep::command::drills::list(&repo).await?;
+    let proven = pgkeep::command::drills::proven(&reports);
+    let untested = backups
+        .iter()
+        .filter(|m| !proven.contains_key(m.id.as_str()))
+        .count();
+    let last_success = reports
+        .iter()
+        .filter(|r| r.passed())
+        .map(|r| r.finished)
+        .max();
     let newest_wal = wal
         .iter()
         .filter(|o| !o.name.ends_with(".history") && !o.name.contains('#'))
@@ -159,6 +181,9 @@ pub async fn refresh_repository(cfg: &pgkeep::config::Config, shared: &Shared) -
         s.repository.newest_wal = newest_wal.map(|o| o.name.clone());
         s.repository.newest_wal_stored_at = newest_wal.map(|o| o.stored_at);
         s.repository.repository_bytes = bytes;
+        s.repository.backups_untested = untested;
+        s.repository.last_restore_test = reports.last().cloned();
+        s.repository.last_restore_test_success = last_success;
     });
     Ok(())
 }

@@ -135,3 +135,26 @@ pub(crate) async fn simple_query(
         })
         .collect())
 }
+
+/// The sandbox the configuration names, for a backup of PostgreSQL `major`.
+pub async fn create(
+    cfg: &pgkeep::config::RestoreTestConfig,
+    run_id: &str,
+    major: u32,
+) -> Result<Box<dyn Sandbox>> {
+    use pgkeep::config::SandboxKind;
+    Ok(match cfg.sandbox {
+        SandboxKind::Local => Box::new(local::Local::create(cfg, run_id, major).await?),
+        SandboxKind::Container => container::Container::create(cfg, run_id, major).await?,
+    })
+}
+
+/// Removes the leftovers of crashed drills: local sandboxes and staging directories, and
+/// labelled containers when the sandbox kind is `container`.
+pub async fn sweep(cfg: &pgkeep::config::RestoreTestConfig) -> Result<()> {
+    local::sweep(cfg).await?;
+    if cfg.sandbox == pgkeep::config::SandboxKind::Container {
+        container::sweep(cfg).await?;
+    }
+    Ok(())
+}

@@ -94,14 +94,22 @@ pub async fn write_all(
         count: concurrency.max(1),
     };
     let slots = &slots;
-    let results: Vec<Result<Option<u64>>> = futures::stream::iter(files)
-        .map(|w| async move {
-            let dest = place.dest(&w.entry.path)?;
-            if keep_matching && matches(&dest, w.size, w.sha256).await? {
-                return Ok(None);
-            }
-            assemble(repo, w, &dest, slots).await.map(Some)
+    // One boxed future per file, made before the stream: a closure in the stream's type would
+    // keep the compiler from seeing the future is `Send` for any borrow (a restore drill runs
+    // this inside pgkeepd's `Send` jobs).
+    let writes: Vec<futures::future::BoxFuture<'_, Result<Option<u64>>>> = files
+        .into_iter()
+        .map(|w| -> futures::future::BoxFuture<'_, Result<Option<u64>>> {
+            Box::pin(async move {
+                let dest = place.dest(&w.entry.path)?;
+                if keep_matching && matches(&dest, w.size, w.sha256).await? {
+                    return Ok(None);
+                }
+                assemble(repo, w, &dest, slots).await.map(Some)
+            })
         })
+        .collect();
+    let results: Vec<Result<Option<u64>>> = futures::stream::iter(writes)
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
