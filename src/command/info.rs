@@ -1,9 +1,13 @@
 //! `pgkeep info [--json]`: the repository's identity, its committed backups (with whether
 //! the names of the WAL each needs are all archived — from the listing alone: info reads no
 //! WAL, so it never calls it verified; `pgkeep verify` does), the backups whose manifest is
-//! damaged, and the archive's WAL ranges per timeline and gaps.
+//! damaged, when a restore drill last proved each backup (and its RTO), and the archive's WAL
+//! ranges per timeline and gaps.
+
+use std::collections::BTreeMap;
 
 use crate::command::backups;
+use crate::command::drills::{self, Proven};
 use crate::command::wal_ranges::WalSummary;
 use crate::config::Config;
 use crate::error::Result;
@@ -18,13 +22,17 @@ pub struct InfoReport {
     /// Backups whose manifest is damaged: id and why.
     pub damaged: Vec<(String, String)>,
     pub wal: WalSummary,
+    /// Per backup id: the newest restore drill that passed.
+    pub proven: BTreeMap<String, Proven>,
 }
 
 pub async fn run(cfg: &Config) -> Result<InfoReport> {
     let repo = Repo::open(&cfg.repository).await?;
     let listing = backups::listing(&repo).await?;
     let names = repo.wal_file_names().await?;
+    let proven = drills::proven(&drills::list(&repo).await?);
     Ok(InfoReport {
+        proven,
         location: repo.location().to_string(),
         wal: WalSummary::new(&names, repo.info().seg_size),
         info: repo.info().clone(),
@@ -56,7 +64,7 @@ impl InfoReport {
             out.push_str("no backups\n");
         } else {
             out.push_str(&format!(
-                "\n{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9} {:>9} {:<4}\n",
+                "\n{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9} {:>9} {:<9} {}\n",
                 "backup",
                 "type",
                 "parent",
@@ -66,13 +74,14 @@ impl InfoReport {
                 "finished",
                 "size MiB",
                 "stored",
-                "wal names"
+                "wal names",
+                "proven (rto)"
             ));
         }
         for m in &self.backups {
             let (plain, stored) = m.sizes();
             out.push_str(&format!(
-                "{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9.1} {:>9.1} {:<4}\n",
+                "{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9.1} {:>9.1} {:<9} {}\n",
                 m.id.as_str(),
                 kind(m),
                 m.parent.as_ref().map_or("-", |p| p.as_str()),
@@ -87,6 +96,13 @@ impl InfoReport {
                 } else {
                     "MISSING"
                 },
+                self.proven
+                    .get(m.id.as_str())
+                    .map_or("never".to_string(), |p| format!(
+                        "{} ({:.1} s)",
+                        p.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        p.rto_seconds.unwrap_or_default()
+                    )),
             ));
         }
         for (id, why) in &self.damaged {
@@ -130,6 +146,9 @@ impl InfoReport {
                     "size": plain, "stored_size": stored, "files": m.entries.len(),
                     "wal_complete": self.wal_complete(m), "wal_contents_verified": false,
                     "source": m.source,
+                    "proven": self.proven.get(m.id.as_str()).map(|p| serde_json::json!({
+                        "at": p.at.to_rfc3339(), "rto_seconds": p.rto_seconds, "run_id": p.run_id,
+                    })),
                 })
             })
             .collect();

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 pub mod cluster;
+pub mod drill;
 pub mod garage;
 pub mod patroni;
 pub mod pgkeep;

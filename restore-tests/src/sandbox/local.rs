@@ -171,7 +171,25 @@ impl Sandbox for Local {
                 ),
             ));
         }
-        Ok(())
+        // pg_ctl -W returns before the postmaster writes its pid file: until then `alive` could
+        // not tell a starting server from a dead one.
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.alive().await {
+                return Ok(());
+            }
+            let log = self.log_tail(20).await;
+            if log.contains("FATAL") || std::time::Instant::now() >= until {
+                return Err(Error::new(
+                    ErrorKind::Postgres,
+                    format!(
+                        "the sandbox server did not start: {}",
+                        log.replace('\n', " | ")
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn query(&self, db: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
@@ -216,6 +234,7 @@ impl Sandbox for Local {
 /// Stops the server in `data` at once (immediate shutdown), killing it when that does not
 /// work within [`STOP_WAIT`].
 async fn stop(local: &Local, data: &Path) {
+    let pid = postmaster_pid(data);
     let d = data.display().to_string();
     let stopped = tokio::time::timeout(
         STOP_WAIT,
@@ -226,6 +245,19 @@ async fn stop(local: &Local, data: &Path) {
     .await;
     if !matches!(stopped, Ok(Ok(ref o)) if o.status.success()) {
         kill_postmaster(data).await;
+    }
+    if let Some(pid) = pid {
+        gone(pid).await;
+    }
+}
+
+/// Waits (bounded) until process `pid` has exited, so no server process still writes into the
+/// directory about to be removed.
+async fn gone(pid: u32) {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let until = std::time::Instant::now() + STOP_WAIT;
+    while proc.exists() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -292,11 +324,19 @@ fn write_owner(dir: &Path, o: &OwnerFile) -> Result<()> {
     std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))
 }
 
+/// Removes `dir`; a few tries, since a server's last child may still be closing files in it.
 fn remove_dir(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", dir, e)),
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(Error::io("remove", dir, e)),
+        }
     }
 }
 
