@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod garage;
 pub mod patroni;
 pub mod pgkeep;
+pub mod podman;
 pub mod postgres;
 pub mod proc;
 pub mod proxy;
