@@ -35,12 +35,18 @@ impl Podman {
         let socket = dir.path().join("podman.sock");
         let log = dir.path().join("podman.log");
         let mut cmd = Command::new("podman");
-        cmd.args(["--runtime", "/usr/sbin/runc", "system", "service", "--time=0"])
-            .arg(format!("unix://{}", socket.display()))
-            .env("CONTAINERS_CONF", containers_conf())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("podman.log"));
+        cmd.args([
+            "--runtime",
+            "/usr/sbin/runc",
+            "system",
+            "service",
+            "--time=0",
+        ])
+        .arg(format!("unix://{}", socket.display()))
+        .env("CONTAINERS_CONF", containers_conf())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("podman.log"));
         let mut service = ChildGuard::spawn("podman", cmd, libc::SIGKILL);
         let mut last = String::from("no socket yet");
         let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
