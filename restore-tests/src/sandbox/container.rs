@@ -381,22 +381,31 @@ impl Container {
             self.staging.display(),
             self.name
         );
-        match built {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::io("archive (for upload)", &self.staging, e)),
-            Err(e) => {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    format!("cannot {what}: the archive builder failed: {e}"),
-                ));
-            }
-        }
-        match upload {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(engine_err(&what, &self.host, e)),
-            Err(_) => Err(Error::new(
+        let upload_failed = |upload: std::result::Result<_, _>| match upload {
+            Ok(Err(e)) => engine_err(&what, &self.host, e),
+            _ => Error::new(
                 ErrorKind::Unreachable,
                 format!("cannot {what}: not done within {:?}", self.timeout),
+            ),
+        };
+        match (built, upload) {
+            (Ok(Ok(())), Ok(Ok(()))) => Ok(()),
+            (Ok(Ok(())), upload) => Err(upload_failed(upload)),
+            // The upload stopped reading (the builder saw a broken pipe): the upload says why.
+            (Ok(Err(e)), upload)
+                if e.kind() == std::io::ErrorKind::BrokenPipe && !matches!(upload, Ok(Ok(()))) =>
+            {
+                Err(upload_failed(upload))
+            }
+            (Ok(Err(e)), _) => Err(Error::new(
+                ErrorKind::Io,
+                format!("cannot {what}: reading the staged files failed: {e}"),
+            )
+            .hint("check the staging directory: permissions, files removed while uploading")
+            .source(e)),
+            (Err(e), _) => Err(Error::new(
+                ErrorKind::Internal,
+                format!("cannot {what}: the archive builder failed: {e}"),
             )),
         }
     }
