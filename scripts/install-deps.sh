@@ -5,6 +5,8 @@
 #   scripts/install-deps.sh --demo     only what the demo needs (PostgreSQL 15)
 #   scripts/install-deps.sh --patroni  what the Patroni demo needs (plus Patroni and etcd)
 #   scripts/install-deps.sh --bench    plus the benchmark's reference tools (pgBackRest, haproxy for TLS)
+#   scripts/install-deps.sh --containers  only what the container sandbox of restore drills
+#                                         needs (Podman, runc, the PostgreSQL 15 image)
 set -euo pipefail
 
 TOOLS=${PGKEEP_TOOLS:-/opt/pgkeep-tools}
@@ -27,6 +29,27 @@ apt_install() {
 # left alone: nothing here uses it.
 apt_install postgresql-15 postgresql-client-15
 [ "$mode" = "--demo" ] && exit 0
+
+# The restore drills' container sandbox: Podman serves the Docker Engine API here (no Docker
+# engine, no registry); runc because crun fails on this kernel's hybrid cgroups; the image is
+# built offline from Debian's packages (scripts/sandbox-image.sh). scripts/env.sh points
+# CONTAINERS_CONF at the config written here.
+containers() {
+  apt_install podman runc debootstrap
+  mkdir -p "$TOOLS"
+  local conf='[containers]
+default_ulimits = []
+[engine]
+cgroup_manager = "cgroupfs"'
+  if [ "$(cat "$TOOLS/containers.conf" 2>/dev/null)" != "$conf" ]; then
+    printf '%s\n' "$conf" >"$TOOLS/containers.conf"
+  fi
+  CONTAINERS_CONF="$TOOLS/containers.conf" PGKEEP_TOOLS="$TOOLS" bash "$(dirname "$0")/sandbox-image.sh" 15
+}
+if [ "$mode" = "--containers" ]; then
+  containers
+  exit 0
+fi
 if [ "$mode" = "--patroni" ]; then
   apt_install patroni etcd-server
   exit 0
@@ -57,6 +80,8 @@ if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
   log "cargo install s3s-fs 0.14.1 (about 5 minutes)"
   cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary --root "$TOOLS"
 fi
+
+containers
 
 if [ "$mode" = "--bench" ]; then
   apt_install pgbackrest time haproxy openssl zstd tar

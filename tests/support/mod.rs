@@ -9,6 +9,7 @@ pub mod drill;
 pub mod garage;
 pub mod patroni;
 pub mod pgkeep;
+pub mod podman;
 pub mod postgres;
 pub mod proc;
 pub mod proxy;

@@ -199,7 +199,15 @@ fn build(
         .iter()
         .find(|c| c.verdict == Verdict::Failed)
         .map(|c| format!("{}: {}", c.name, c.detail));
-    let cause = outcome.err().map(|e| e.one_line()).or(failed_check);
+    // An error names the phase it stopped (a failed check names itself).
+    let stopped = phases.list().into_iter().rev().find(|p| p.error.is_some());
+    let cause = outcome
+        .err()
+        .map(|e| match stopped {
+            Some(p) => format!("{}: {}", p.name, e.one_line()),
+            None => e.one_line(),
+        })
+        .or(failed_check);
     DrillReport {
         run_id: run_id.to_string(),
         backup: m.id.to_string(),

@@ -145,7 +145,7 @@ pub async fn create(
     use pgkeep::config::SandboxKind;
     Ok(match cfg.sandbox {
         SandboxKind::Local => Box::new(local::Local::create(cfg, run_id, major).await?),
-        SandboxKind::Container => container::Container::create(cfg, run_id, major).await?,
+        SandboxKind::Container => Box::new(container::Container::create(cfg, run_id, major).await?),
     })
 }
 
