@@ -45,6 +45,9 @@ pub enum ErrorKind {
     Postgres,
     /// An invariant of pgkeep itself was broken; always a bug.
     Internal,
+    /// Stopped by a signal (SIGTERM, SIGINT) before it could finish; what it started was
+    /// cleaned up (a restore drill: its sandbox removed, its report stored).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -64,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Io => 11,
             ErrorKind::Postgres => 12,
             ErrorKind::Internal => 13,
+            ErrorKind::Interrupted => 14,
         }
     }
 
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Postgres => "postgres",
             ErrorKind::Internal => "internal",
+            ErrorKind::Interrupted => "interrupted",
         }
     }
 }

@@ -291,7 +291,7 @@ async fn kept_until_then_swept() {
         format!("pgkeep-rt-{future_id}-keep-{}", future.timestamp())
     );
 
-    let removed = container::sweep(&cfg).await.expect("sweep");
+    let removed = container::sweep(&cfg, false).await.expect("sweep");
     assert!(
         removed.contains(&past_box.name().to_string()),
         "{removed:?} lacks {}",

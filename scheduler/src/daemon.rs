@@ -38,6 +38,16 @@ pub async fn run(cfg: Config, clock: Clock, shutdown: impl Future<Output = ()>) 
             jobs::for_job(j),
         ));
     }
+    // The sandboxes of drills a crashed daemon left behind.
+    let drills: Vec<_> = cfg
+        .scheduler
+        .jobs
+        .iter()
+        .filter_map(|j| j.restore_test.clone())
+        .collect();
+    for rt in &drills {
+        pgkeep_restore_tests::drill::sweep(rt, false).await;
+    }
     let status = Arc::new(Mutex::new(Status {
         started: Some(clock.now()),
         ..Status::default()
@@ -113,6 +123,10 @@ pub async fn run(cfg: Config, clock: Clock, shutdown: impl Future<Output = ()>) 
             "grace period over: cancelling the jobs still running (nothing half-committed is left: the next start runs them again)"
         );
         runners.shutdown().await;
+        // A cancelled drill could not clean up: its sandbox is this daemon's to remove.
+        for rt in &drills {
+            pgkeep_restore_tests::drill::sweep(rt, true).await;
+        }
     }
     refresher.abort();
     let _ = server.await;

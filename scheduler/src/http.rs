@@ -169,6 +169,7 @@ fn registry(s: &Status, clock: &Clock) -> Registry {
         "1 while the job runs on this daemon",
         running,
     );
+    restore_tests(&mut r, s);
     if let Some(v) = &s.repository.last_verify {
         let problems = Gauge::<i64>::default();
         problems.set(i64::try_from(v.problems).unwrap_or(i64::MAX));
@@ -179,4 +180,58 @@ fn registry(s: &Status, clock: &Clock) -> Registry {
         );
     }
     r
+}
+
+/// The restore drills: when one last passed, the newest one's RTO and phases (from the
+/// repository, so any daemon's or a manual drill counts), this daemon's runs by outcome, and
+/// the committed backups no drill has proven.
+fn restore_tests(r: &mut Registry, s: &Status) {
+    if let Some(t) = s.repository.last_restore_test_success {
+        let g = FloatGauge::default();
+        g.set(t.timestamp_millis() as f64 / 1000.0);
+        r.register(
+            "restore_test_last_success_timestamp_seconds",
+            "When a restore drill last passed",
+            g,
+        );
+    }
+    if let Some(last) = &s.repository.last_restore_test {
+        if let Some(rto) = last.rto_seconds {
+            let g = FloatGauge::default();
+            g.set(rto);
+            r.register(
+                "restore_test_rto_seconds",
+                "The newest drill's recovery time: restore and recovery until a write is accepted",
+                g,
+            );
+        }
+        let phases = Family::<Labels, FloatGauge>::default();
+        for p in &last.phases {
+            phases
+                .get_or_create(&label("phase", &p.name))
+                .set(p.seconds);
+        }
+        r.register(
+            "restore_test_phase_seconds",
+            "How long each phase of the newest drill took",
+            phases,
+        );
+    }
+    let runs = Family::<Labels, Counter>::default();
+    for outcome in ["passed", "failed"] {
+        let n = s.restore_test_runs.get(outcome).copied().unwrap_or(0);
+        runs.get_or_create(&label("outcome", outcome)).inc_by(n);
+    }
+    r.register(
+        "restore_test_runs",
+        "Restore drills this daemon ran, by outcome",
+        runs,
+    );
+    let untested = Gauge::<i64>::default();
+    untested.set(i64::try_from(s.repository.backups_untested).unwrap_or(i64::MAX));
+    r.register(
+        "backups_untested",
+        "Committed backups that no restore drill has proven",
+        untested,
+    );
 }

@@ -58,7 +58,11 @@ pub async fn once(
         Ok(())
     } else {
         Err(Error::new(
-            ErrorKind::Corrupt,
+            if report.interrupted {
+                ErrorKind::Interrupted
+            } else {
+                ErrorKind::Corrupt
+            },
             format!(
                 "restore test {} of backup {} failed: {}",
                 report.run_id,

@@ -68,6 +68,9 @@ pub struct DrillReport {
     /// The first cause of a failure.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cause: Option<String>,
+    /// Cut off by a shutdown (SIGTERM): failed, but not for what it found.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 impl DrillReport {

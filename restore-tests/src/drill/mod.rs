@@ -46,7 +46,7 @@ pub async fn run(
     let started = Utc::now();
     let phases = Phases::default();
     let repo = Repo::open(&cfg.repository).await?;
-    sweep(rt).await;
+    sweep(rt, false).await;
 
     let manifest = phases
         .run("select", select::select(&repo, &args.choice, rt.window))
@@ -76,7 +76,7 @@ pub async fn run(
         },
         _ = shutdown => {
             let at = phases.cut_off("interrupted by shutdown").unwrap_or_default();
-            Err(Error::new(ErrorKind::Internal, format!("interrupted by shutdown in phase {at}")))
+            Err(Error::new(ErrorKind::Interrupted, format!("interrupted by shutdown in phase {at}")))
         }
     };
 
@@ -199,6 +199,9 @@ fn build(
         .iter()
         .find(|c| c.verdict == Verdict::Failed)
         .map(|c| format!("{}: {}", c.name, c.detail));
+    let interrupted = outcome
+        .as_ref()
+        .is_err_and(|e| e.kind() == ErrorKind::Interrupted);
     // An error names the phase it stopped (a failed check names itself).
     let stopped = phases.list().into_iter().rev().find(|p| p.error.is_some());
     let cause = outcome
@@ -232,12 +235,14 @@ fn build(
             Verdict::Failed
         },
         cause,
+        interrupted,
     }
 }
 
-/// Removes what crashed drills left (best effort: a drill does not fail for it).
-pub async fn sweep(rt: &RestoreTestConfig) {
-    if let Err(e) = sandbox::sweep(rt).await {
+/// Removes what crashed drills left — with `mine`, also this process's sandboxes (it is
+/// shutting down) — best effort: a drill does not fail for it.
+pub async fn sweep(rt: &RestoreTestConfig, mine: bool) {
+    if let Err(e) = sandbox::sweep(rt, mine).await {
         tracing::warn!("restore test: cannot sweep leftovers: {}", e.one_line());
     }
 }

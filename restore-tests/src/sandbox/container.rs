@@ -818,9 +818,10 @@ async fn list_on(docker: &Docker, host: &str) -> Result<Vec<Listed>> {
 /// Removes what crashed or finished drills left on the engine, of any owner: containers with
 /// LABEL that are kept (`-keep-<ts>`) past their time, or not kept and whose owner is gone
 /// (OWNER_LABEL, see `owner_alive`) or whose deadline (EXPIRES_LABEL) passed. A container kept
-/// until a future time stays. Local staging directories are the local sandbox's sweep's.
-/// Returns the names removed.
-pub async fn sweep(cfg: &RestoreTestConfig) -> Result<Vec<String>> {
+/// until a future time stays. With `mine`, also those this process created (it is shutting
+/// down, so none of them still serves a drill). Local staging directories are the local
+/// sandbox's sweep's. Returns the names removed.
+pub async fn sweep(cfg: &RestoreTestConfig, mine: bool) -> Result<Vec<String>> {
     let (docker, host) = connect(cfg).await?;
     let listed = list_on(&docker, &host).await?;
     let now = Utc::now();
@@ -829,7 +830,9 @@ pub async fn sweep(cfg: &RestoreTestConfig) -> Result<Vec<String>> {
         let stale = match keep_until_of(&name) {
             Some(ts) => ts <= now.timestamp(),
             None => {
-                let owner_gone = labels.get(OWNER_LABEL).is_none_or(|o| !owner_alive(o));
+                let owner_gone = labels
+                    .get(OWNER_LABEL)
+                    .is_none_or(|o| !owner_alive(o) || (mine && *o == super::me()));
                 let expired = labels
                     .get(EXPIRES_LABEL)
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())

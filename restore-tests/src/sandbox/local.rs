@@ -277,8 +277,9 @@ fn postmaster_pid(data: &Path) -> Option<u32> {
 }
 
 /// Removes the leftovers of crashed drills in `work_dir`: sandboxes whose owner is gone or whose
-/// deadline passed, and kept failed ones whose time is up. Returns the directories removed.
-pub async fn sweep(cfg: &RestoreTestConfig) -> Result<Vec<PathBuf>> {
+/// deadline passed, and kept failed ones whose time is up; with `mine`, also those this
+/// process created (it is shutting down). Returns the directories removed.
+pub async fn sweep(cfg: &RestoreTestConfig, mine: bool) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let Ok(entries) = std::fs::read_dir(&cfg.work_dir) else {
         return Ok(removed);
@@ -293,7 +294,7 @@ pub async fn sweep(cfg: &RestoreTestConfig) -> Result<Vec<PathBuf>> {
         let leftover = match read_owner(&dir) {
             Some(o) => match o.keep_until {
                 Some(t) => t <= now,
-                None => !owner_alive(&o.owner) || o.expires <= now,
+                None => !owner_alive(&o.owner) || o.expires <= now || (mine && o.owner == me()),
             },
             // No owner file: created and abandoned within an instant, or not ours to judge
             // yet; removed once it is older than a drill can last.

@@ -150,11 +150,12 @@ pub async fn create(
 }
 
 /// Removes the leftovers of crashed drills: local sandboxes and staging directories, and
-/// labelled containers when the sandbox kind is `container`.
-pub async fn sweep(cfg: &pgkeep::config::RestoreTestConfig) -> Result<()> {
-    local::sweep(cfg).await?;
+/// labelled containers when the sandbox kind is `container`. With `mine`, also what this
+/// process created (a daemon shutting down).
+pub async fn sweep(cfg: &pgkeep::config::RestoreTestConfig, mine: bool) -> Result<()> {
+    local::sweep(cfg, mine).await?;
     if cfg.sandbox == pgkeep::config::SandboxKind::Container {
-        container::sweep(cfg).await?;
+        container::sweep(cfg, mine).await?;
     }
     Ok(())
 }
