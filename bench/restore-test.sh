@@ -31,6 +31,7 @@ DRILL_TIMEOUT=30m    # restore_test.timeout (select to verify)
 DRILL_KILL=2400      # the whole pgkeepd process, clean-up included
 RECOVER_WAIT=1800    # the pgBackRest-restored server accepting a write
 STOP_WAIT=60         # pg_ctl stop -w
+STEP_WAIT=3600       # pgbench -i, a backup, pgBackRest's restore (each, killed past this)
 
 # Short paths: the sandbox's socket path (work dir + ~60 bytes) must stay under 108 bytes.
 W=$(mktemp -d /tmp/pgkeep-rt-XXXXXX)
@@ -47,7 +48,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 now() { date +%s.%N; }
 # Runs a command (as postgres, or as root for pgkeepd, which then runs its sandbox server as
 # postgres) under /usr/bin/time; leaves "seconds peak_kib" in $W/last.
-timed() { as_pg /usr/bin/time -f "%e %M" -o "$W/last" "$@" >"$W/last.out" 2>"$W/last.err" || { cat "$W/last.err" >&2; exit 1; }; }
+timed() { as_pg /usr/bin/time -f "%e %M" -o "$W/last" timeout "$STEP_WAIT" "$@" >"$W/last.out" 2>"$W/last.err" || { cat "$W/last.err" >&2; exit 1; }; }
 timed_root() { /usr/bin/time -f "%e %M" -o "$W/last" "$@" >"$W/last.out" 2>"$W/last.err"; }
 secs() { cut -d' ' -f1 "$W/last"; }
 rss_mib() { awk '{printf "%.0f", $2/1024}' "$W/last"; }
@@ -101,8 +102,9 @@ archive_command = 'PGKEEP_CONFIG=$D/pgkeep.toml $PGKEEP archive-push %p && pgbac
 CONF
   as_pg env PGKEEP_CONFIG="$D/pgkeep.toml" "$PGKEEP" init --data-dir "$D/pgdata" >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$D/pgdata" -l "$D/pg.log" -w -t 60 start >/dev/null
-  as_pg pgbackrest --config="$D/pgbackrest.conf" --stanza=bench stanza-create >/dev/null
-  pgbench -h "$D" -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
+  as_pg timeout "$STEP_WAIT" pgbackrest --config="$D/pgbackrest.conf" --stanza=bench stanza-create >/dev/null
+  timeout "$STEP_WAIT" pgbench -h "$D" -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1 ||
+    { echo "pgbench -i -s $SCALE failed or ran past ${STEP_WAIT}s" >&2; exit 1; }
   psql_ -c CHECKPOINT
   local BYTES; BYTES=$(du -sb --exclude=pg_wal "$D/pgdata" | cut -f1)
   echo "   data directory without pg_wal: $((BYTES / 1048576)) MiB" >&2
