@@ -328,3 +328,68 @@ fn a_failing_job_shows_in_status_and_metrics_behind_the_token() {
         .expect("failures counter");
     assert_eq!(value(failures), 1.0, "{text}");
 }
+
+/// A scheduled `restore-test` job (with its own table over `[restore_test]`): its report is on
+/// the job's /status, the metrics count it, and the backup is no longer untested.
+#[test]
+fn a_scheduled_restore_test_reports_on_status_and_metrics() {
+    let tmp = postgres_tempdir();
+    let dir = tmp.path();
+    let (pk, pg, source) = cluster::archiving_primary(&pg_bin(), dir, "", &[], &[]);
+    pg.psql("CREATE TABLE t AS SELECT generate_series(1, 100) AS id");
+    cluster::backup(&pk, &source, "full");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let scheduler = format!(
+        "[[scheduler.jobs]]\nname = \"drill\"\nkind = \"restore-test\"\nschedule = \"*/2 * * * * *\"\n\
+         [scheduler.jobs.restore_test]\nsandbox = \"local\"\ntarget = \"immediate\"\nwork_dir = \"{}\"\n",
+        work.display()
+    );
+    let d = Daemon::start(&pk, "drills", &scheduler, &[]);
+    let report = wait_for("a drill's report on /status", LONG, || {
+        let s = d.status();
+        let r = s["jobs"]["drill"]["last_report"].clone();
+        (!r.is_null()).then_some(r)
+    });
+    assert_eq!(report["verdict"], "passed", "{report:#}\n{}", d.log());
+    assert_eq!(report["target"], "immediate");
+    // The repository's figures are refreshed after each run.
+    wait_for("the untested count to drop", LONG, || {
+        (d.status()["repository"]["backups_untested"] == 0).then_some(())
+    });
+    let (_, text) = d.get("/metrics", None);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let one = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(value)
+    };
+    assert!(
+        one(
+            "pgkeep_restore_test_runs_total",
+            Some(("outcome", "passed"))
+        )
+        .unwrap()
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        one(
+            "pgkeep_restore_test_runs_total",
+            Some(("outcome", "failed"))
+        ),
+        Some(0.0)
+    );
+    assert_eq!(one("pgkeep_backups_untested", None), Some(0.0));
+    assert!(one("pgkeep_restore_test_rto_seconds", None).unwrap() > 0.0);
+    assert!(
+        one(
+            "pgkeep_restore_test_phase_seconds",
+            Some(("phase", "recover"))
+        )
+        .is_some()
+    );
+    assert!(one("pgkeep_restore_test_last_success_timestamp_seconds", None).is_some());
+}

@@ -67,10 +67,10 @@ async fn try_leave(cfg: &Config, repo: &Repo, run_id: &str) -> Result<Canary, St
         .map_err(|e| format!("cannot create the restore point: {e}"))?;
     let lsn: String = row.get(0);
     let segment: String = row.get(1);
-    let lsn: Lsn = lsn.parse().map_err(|e| format!("{e}"))?;
+    let lsn = lsn.parse::<Lsn>().map_err(|e| e.to_string())?;
     let seg = repo.info().seg_size;
     let file =
-        WalFileName::Segment(WalSegmentName::parse(&segment, seg).map_err(|e| format!("{e}"))?);
+        WalFileName::Segment(WalSegmentName::parse(&segment, seg).map_err(|e| e.to_string())?);
     let key = RepoKey::wal(&file, seg);
     let began = Instant::now();
     loop {

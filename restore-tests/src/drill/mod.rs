@@ -253,6 +253,6 @@ fn run_id() -> String {
     format!(
         "{}-{:04x}",
         now.format("%Y%m%dT%H%M%SZ"),
-        (now.timestamp_subsec_nanos() / 1000 ^ std::process::id()) & 0xffff
+        ((now.timestamp_subsec_nanos() / 1000) ^ std::process::id()) & 0xffff
     )
 }

@@ -59,6 +59,19 @@ impl Local {
             }
         }
         let dir = staging_dir(&cfg.work_dir, run_id);
+        // PostgreSQL refuses a unix socket path longer than 107 bytes (sun_path).
+        let socket = dir.join("run").join(format!(".s.PGSQL.{PORT}"));
+        if socket.as_os_str().len() > 107 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "restore_test.work_dir {} is too long: the sandbox's socket {} would exceed PostgreSQL's 107 bytes",
+                    cfg.work_dir.display(),
+                    socket.display()
+                ),
+            )
+            .hint("set restore_test.work_dir to a shorter path (at most about 45 characters)"));
+        }
         for sub in ["data", "wal", "run"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io("create", &dir, e))?;
         }
