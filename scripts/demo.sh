@@ -4,7 +4,8 @@
 # recover a cold copy from the archive with restore_command = pgkeep archive-get, take a full
 # and a page-incremental backup over the replication protocol, restore the incremental to a
 # point in time between two batches of rows, run pgkeepd with a fast schedule for a minute
-# (incremental backups, verify, expire) and show its /status, and print what happened with
+# (incremental backups, verify, expire) and show its /status, run a restore drill of the newest
+# backup (a throwaway sandbox, WAL replayed past a canary, checks, clean-up), and print what happened with
 # numbers. Everything runs on loopback in a temporary directory and is stopped and removed at
 # the end. PGKEEP_DEMO_DAEMON_SECONDS sets how long pgkeepd runs (default 60).
 set -euo pipefail
@@ -157,6 +158,17 @@ pgbench -h "$work" -p "$P1" -U postgres -T "$DAEMON_SECONDS" -R 200 -c 2 postgre
 status_json=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PD/status').read().decode())")
 metrics=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PD/metrics').read().decode())")
 kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=
+
+echo "== 7. a restore drill of the newest backup: a throwaway sandbox, WAL replayed past a canary, every table read, amcheck, cleaned up"
+mkdir -p "$work/drills"
+# Bounded: timeout's SIGTERM makes the drill report, remove its sandbox and exit 14.
+if ! PGKEEP_RESTORE_TEST_WORK_DIR="$work/drills" timeout 600 "$PGKEEPD" --config "$work/pgkeepd.toml" \
+     restore-test > "$work/drill.txt" 2> "$work/drill.log"; then
+  cat "$work/drill.txt" "$work/drill.log"; echo "  RESULT: the restore drill FAILED"; exit 1
+fi
+cat "$work/drill.txt"
+drill_rto=$(grep -o "rto [0-9.]* s" "$work/drill.txt" | head -1)
+drill_left=$(find "$work/drills" -mindepth 1 -maxdepth 1 | wc -l)
 as_pg "$PGBIN/pg_ctl" -D "$work/primary" -m fast -w stop >/dev/null
 echo "-- pgkeepd /status (abridged)"
 echo "$status_json" | python3 scripts/pgkeepd-status.py
@@ -187,8 +199,9 @@ printf "  %-44s %s\n" "incremental backup after 5 s of pgbench" "$((ti1 - ti0)) 
 printf "  %-44s %s\n" "point-in-time restore (full + incr) + replay" "$((tr1 - tr0)) ms"
 printf "  %-44s %s\n" "rows at the chosen time: expected / restored" "1000 / $pitr_rows"
 printf "  %-44s %s\n" "pgkeepd jobs run / failed in ${DAEMON_SECONDS}s" "$daemon_runs / $daemon_failures"
+printf "  %-44s %s\n" "restore drill of the newest backup" "passed, ${drill_rto:-rto ?}, sandboxes left: $drill_left"
 if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows" = 1000 ] && [ "$incr_type" = incr ] \
-   && [ "$daemon_runs" -ge 2 ] && [ "$daemon_failures" = 0 ]; then
+   && [ "$daemon_runs" -ge 2 ] && [ "$daemon_failures" = 0 ] && [ "$drill_left" = 0 ]; then
   echo "  RESULT: every restored instance holds exactly what had committed at its target"
 else
   echo "  RESULT: MISMATCH"; exit 1

@@ -160,6 +160,41 @@ fn patroni_cluster_backups_failovers_rebuilds_and_clones() {
     );
     let other = 3 - chosen;
 
+    // A restore drill of that replica's backup: restored, replayed to the end of the archive
+    // past a canary left on the leader (found through Patroni), the committed marks all there.
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let id = backups(&pk).last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let work_s = work.display().to_string();
+    let drill = support::drill::run(
+        &pk,
+        &[
+            ("PGKEEP_RESTORE_TEST_SANDBOX", "local"),
+            ("PGKEEP_RESTORE_TEST_WORK_DIR", &work_s),
+        ],
+        &["--backup", &id],
+    );
+    assert_eq!(drill.code, 0, "{}", drill.stderr);
+    assert_eq!(
+        drill.check("canary").0,
+        "passed",
+        "{:?}",
+        drill.check("canary")
+    );
+    let report = drill.report.as_ref().unwrap();
+    let marks_rows = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.marks")
+        .unwrap()["rows"]
+        .as_u64();
+    assert_eq!(marks_rows, Some(100));
+    assert!(support::drill::sandboxes(&work).is_empty());
+
     // A nobackup member is skipped; with every replica tagged, only the leader is left, and it
     // is used only when fallback_to_primary allows it.
     nodes[chosen].set_tag("nobackup", Some("true"));

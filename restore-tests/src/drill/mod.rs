@@ -81,21 +81,18 @@ pub async fn run(
     };
 
     // Report, then clean; the report is stored again with the clean phase on it.
-    let mut report = phases
-        .run("report", async {
-            let r = build(
-                &run_id,
-                started,
-                &manifest,
-                rt,
-                sb.as_ref(),
-                &phases,
-                &body,
-                outcome,
-            );
-            drills::save(&repo, &r).await.map(|()| r)
-        })
-        .await?;
+    let mut report = build(
+        &run_id,
+        started,
+        &manifest,
+        rt,
+        sb.as_ref(),
+        &phases,
+        &body,
+        outcome,
+    );
+    // A report that cannot be stored still lets the sandbox be removed; the error comes after.
+    let saved = phases.run("report", drills::save(&repo, &report)).await;
     let keep = (!report.passed() && !rt.keep_failed.is_zero()).then(|| Utc::now() + rt.keep_failed);
     let cleaned = phases.run("clean", sb.remove(keep)).await;
     let released = hold.release().await;
@@ -107,6 +104,7 @@ pub async fn run(
             e.one_line()
         );
     }
+    saved?;
     cleaned?;
     released?;
     Ok(report)
@@ -155,7 +153,7 @@ async fn drill(
         staged.bytes,
         staged.segments
     );
-    let settings = stage::settings(&*sb, &rt.settings);
+    let settings = stage::settings(&*sb, &rt.settings, rt.target);
     phases.run("start", recover::start(sb, &settings)).await?;
     let recovered = phases
         .run("recover", recover::until_writable(&*sb, deadline))

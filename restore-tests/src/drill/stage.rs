@@ -153,6 +153,7 @@ fn server_files(data: &Path) -> Result<()> {
 pub fn settings(
     sandbox: &dyn Sandbox,
     extra: &std::collections::BTreeMap<String, String>,
+    target: DrillTarget,
 ) -> Vec<(String, String)> {
     let mut s: Vec<(String, String)> = [
         ("shared_buffers", "128MB"),
@@ -179,6 +180,10 @@ pub fn settings(
         ("primary_conninfo", String::new()),
         ("primary_slot_name", String::new()),
         ("max_wal_senders", "0".into()),
+        // Restored subscriptions would connect to their publishers and consume their slots.
+        ("max_logical_replication_workers", "0".into()),
+        ("recovery_end_command", String::new()),
+        ("recovery_min_apply_delay", "0".into()),
         ("synchronous_standby_names", String::new()),
         ("recovery_target_action", "promote".into()),
         // Not a hot standby: no one can read half-recovered data, and the parameter checks
@@ -191,5 +196,19 @@ pub fn settings(
     ];
     s.retain(|(k, _)| !forced.iter().any(|(f, _)| f == k));
     s.extend(forced.into_iter().map(|(k, v)| (k.to_string(), v)));
+    // To the end of the archive: no target the source's configuration carried (an old
+    // point-in-time restore) may stop replay early. For `immediate`, restore's own
+    // `recovery_target = 'immediate'` is the one (PostgreSQL refuses a second target loudly).
+    if target == DrillTarget::Latest {
+        for k in [
+            "recovery_target",
+            "recovery_target_lsn",
+            "recovery_target_time",
+            "recovery_target_xid",
+            "recovery_target_name",
+        ] {
+            s.push((k.to_string(), String::new()));
+        }
+    }
     s
 }

@@ -251,6 +251,9 @@ impl Container {
         for dir in [staging.clone(), staging.join("data"), staging.join("wal")] {
             make_private_dir(&dir)?;
         }
+        // Who made this staging copy of production data: the local sweep removes it once this
+        // process is gone (or at its shutdown).
+        super::local::write_owner(&staging, &super::local::OwnerFile::new(cfg))?;
         Ok(Container {
             docker,
             host,

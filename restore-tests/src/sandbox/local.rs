@@ -35,13 +35,24 @@ pub struct Local {
 
 /// What the `owner` file says.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct OwnerFile {
+pub(super) struct OwnerFile {
     owner: String,
     /// Past this, the drill gave up on the sandbox.
     expires: chrono::DateTime<chrono::Utc>,
     /// A failed sandbox kept for inspection until then.
     #[serde(default)]
     keep_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl OwnerFile {
+    /// This process, until the drill's deadline and a margin.
+    pub(super) fn new(cfg: &RestoreTestConfig) -> OwnerFile {
+        OwnerFile {
+            owner: me(),
+            expires: chrono::Utc::now() + cfg.timeout + Duration::from_secs(600),
+            keep_until: None,
+        }
+    }
 }
 
 impl Local {
@@ -75,12 +86,7 @@ impl Local {
         for sub in ["data", "wal", "run"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io("create", &dir, e))?;
         }
-        let owner = OwnerFile {
-            owner: me(),
-            expires: chrono::Utc::now() + cfg.timeout + Duration::from_secs(600),
-            keep_until: None,
-        };
-        write_owner(&dir, &owner)?;
+        write_owner(&dir, &OwnerFile::new(cfg))?;
         let user = is_root().then(|| cfg.os_user.clone());
         Ok(Local {
             bin_dir,
@@ -106,6 +112,15 @@ impl Local {
             }
             None => Command::new(&pg_ctl),
         };
+        // Nothing of pgkeepd's environment (store credentials, PGKEEP_*) reaches the server:
+        // the restored database's code could read it from /proc/self/environ.
+        c.env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LC_ALL", "C.UTF-8")
+            .env("TZ", "UTC");
         c.args(args).stdin(Stdio::null()).kill_on_drop(true);
         c
     }
@@ -161,6 +176,8 @@ impl Sandbox for Local {
             .join(" ");
         let data = self.data_dir_inside();
         let log = self.dir.join("postgres.log").display().to_string();
+        // Set before pg_ctl runs: a drill cut off meanwhile must still stop what it started.
+        self.started = true;
         let out = self
             .pg_ctl(&["start", "-W", "-D", &data, "-l", &log, "-o", &options])
             .output();
@@ -173,7 +190,6 @@ impl Sandbox for Local {
                 )
             })?
             .map_err(|e| Error::io("run", &self.bin_dir.join("pg_ctl"), e))?;
-        self.started = true;
         if !out.status.success() {
             return Err(Error::new(
                 ErrorKind::Postgres,
@@ -274,9 +290,16 @@ async fn gone(pid: u32) {
     }
 }
 
-/// SIGKILL to the postmaster named in `data/postmaster.pid` (its children exit with it).
+/// SIGKILL to the postmaster named in `data/postmaster.pid` (its children exit with it) —
+/// only when that process really is a server of this data directory (its working directory):
+/// after a reboot the pid may name any process.
 async fn kill_postmaster(data: &Path) {
-    if let Some(pid) = postmaster_pid(data) {
+    let ours = |pid: u32| {
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        let data = std::fs::canonicalize(data).ok();
+        cwd.is_some() && cwd == data
+    };
+    if let Some(pid) = postmaster_pid(data).filter(|&p| ours(p)) {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()
@@ -332,7 +355,7 @@ fn read_owner(dir: &Path) -> Option<OwnerFile> {
     serde_json::from_slice(&std::fs::read(dir.join("owner")).ok()?).ok()
 }
 
-fn write_owner(dir: &Path, o: &OwnerFile) -> Result<()> {
+pub(super) fn write_owner(dir: &Path, o: &OwnerFile) -> Result<()> {
     let path = dir.join("owner");
     let json = serde_json::to_vec(o).unwrap_or_default();
     std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))

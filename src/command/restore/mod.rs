@@ -215,10 +215,19 @@ fn write_recovery_settings(args: &RestoreArgs, settings: &str) -> Result<()> {
     text.push_str(settings);
     localfs::write_atomic(&auto, |f| std::io::Write::write_all(f, text.as_bytes()))
         .map_err(|e| Error::io("write", &auto, e))?;
-    let signal = args.dir.join(if args.standby {
-        "standby.signal"
+    let (wanted, other) = if args.standby {
+        ("standby.signal", "recovery.signal")
     } else {
-        "recovery.signal"
-    });
+        ("recovery.signal", "standby.signal")
+    };
+    // A backup of a standby carries its standby.signal: left there, it would win over
+    // recovery.signal and the restored server would wait for WAL forever instead of promoting.
+    let stale = args.dir.join(other);
+    match std::fs::remove_file(&stale) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", &stale, e)),
+    }
+    let signal = args.dir.join(wanted);
     localfs::write_atomic(&signal, |_| Ok(())).map_err(|e| Error::io("write", &signal, e))
 }
