@@ -135,10 +135,11 @@ async fn occurrence(ctx: &Ctx, spec: &Spec, job: &dyn Job, fire: DateTime<Utc>) 
     let recorded = state::write_record(&repo, &spec.name, &record).await;
     let released = lease.release().await;
     let result = result.and_then(|detail| recorded.and(released).map(|()| detail));
-    finished(ctx, spec, fire, started, result);
+    // The repository's figures first: whoever sees this run in the history sees them too.
     if let Err(e) = state::refresh_repository(&ctx.cfg, &ctx.status).await {
         tracing::warn!("cannot refresh the repository status: {}", e.one_line());
     }
+    finished(ctx, spec, fire, started, result);
 }
 
 fn skipped(ctx: &Ctx, spec: &Spec) {
