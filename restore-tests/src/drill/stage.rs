@@ -10,7 +10,9 @@ use std::path::Path;
 use futures::StreamExt;
 
 use pgkeep::command::archive_get::{self, GetArgs};
-use pgkeep::command::restore::{self, RecoveryTarget, ReplayCommand, RestoreArgs, TargetAction};
+use pgkeep::command::restore::{
+    self, RecoveryTarget, ReplayCommand, RestoreArgs, TargetAction, recovery,
+};
 use pgkeep::config::{Config, DrillTarget};
 use pgkeep::error::{Error, Result};
 use pgkeep::manifest::Manifest;
@@ -40,10 +42,6 @@ pub async fn restore(
     target: DrillTarget,
 ) -> Result<Staged> {
     let data = sandbox.staging().join("data");
-    let restore_command = format!(
-        "cp {}/%f %p",
-        crate::sandbox::local::sh_quote(&sandbox.wal_dir_inside())
-    );
     let report = restore::run(
         cfg,
         RestoreArgs {
@@ -60,7 +58,7 @@ pub async fn restore(
             standby: false,
             primary_conninfo: None,
             tablespace_map: Default::default(),
-            replay: ReplayCommand::Given(restore_command),
+            replay: ReplayCommand::Given(replay_command(sandbox)),
         },
     )
     .await?;
@@ -72,6 +70,13 @@ pub async fn restore(
         segments,
         newest_segment_start: newest,
     })
+}
+
+/// The sandbox's restore_command: a copy from the staged WAL (quoted for sh, `%` doubled for
+/// PostgreSQL's placeholders). A missing file is "not available": replay ends there, and the
+/// `target` check says whether that was the archive's end.
+fn replay_command(sandbox: &dyn Sandbox) -> String {
+    format!("cp {}/%f %p", recovery::sh_quote(&sandbox.wal_dir_inside()))
 }
 
 /// Fetches the WAL replay needs through archive-get (each file checked against the
@@ -164,10 +169,6 @@ pub fn settings(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     s.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let restore_command = format!(
-        "cp {}/%f %p",
-        crate::sandbox::local::sh_quote(&sandbox.wal_dir_inside())
-    );
     let data = sandbox.data_dir_inside();
     let forced = [
         ("listen_addresses", String::new()),
@@ -176,7 +177,7 @@ pub fn settings(
         ("hba_file", format!("{data}/{HBA_FILE}")),
         ("archive_mode", "off".into()),
         ("archive_command", String::new()),
-        ("restore_command", restore_command),
+        ("restore_command", replay_command(sandbox)),
         ("primary_conninfo", String::new()),
         ("primary_slot_name", String::new()),
         ("max_wal_senders", "0".into()),

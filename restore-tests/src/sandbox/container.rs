@@ -38,7 +38,9 @@ use futures::StreamExt;
 use pgkeep::config::RestoreTestConfig;
 use pgkeep::error::{Error, ErrorKind, Result};
 
-use super::{EXPIRES_LABEL, LABEL, OWNER_LABEL, Sandbox, me, owner_alive, staging_dir};
+use super::{
+    EXPIRES_LABEL, LABEL, OWNER_LABEL, Sandbox, me, owner_alive, postgres_options, staging_dir,
+};
 
 /// Where the staged data and WAL land inside the container.
 pub const ROOT_INSIDE: &str = "/var/lib/pgkeep-sandbox";
@@ -171,33 +173,6 @@ fn engine_err(what: &str, host: &str, e: EngineError) -> Error {
             format!("cannot {what}: engine at {host}: {e}"),
         ),
     }
-}
-
-/// `value` single-quoted for a POSIX shell (pg_ctl's `-o` goes through one).
-fn sh_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
-}
-
-/// The `-o` string of pg_ctl for `settings`: ` -c name='value'` each. Names are PostgreSQL
-/// identifiers (letters, digits, `_`, `.` for extensions' settings): anything else is refused
-/// rather than quoted.
-pub fn postgres_options(settings: &[(String, String)]) -> Result<String> {
-    let mut out = Vec::with_capacity(settings.len());
-    for (name, value) in settings {
-        let ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !ok {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("invalid server setting name '{name}'"),
-            )
-            .hint("a setting's name is letters, digits, '_' and '.' (as in postgresql.conf)"));
-        }
-        out.push(format!("-c {name}={}", sh_quote(value)));
-    }
-    Ok(out.join(" "))
 }
 
 /// psql's unaligned output (`-F \x1f -R \x1e -P null=\x01`, tuples only) as rows. No output

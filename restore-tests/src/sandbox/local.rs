@@ -169,11 +169,7 @@ impl Sandbox for Local {
             "chmod the sandbox",
         )
         .await?;
-        let options = settings
-            .iter()
-            .map(|(k, v)| format!("-c {k}={}", sh_quote(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let options = super::postgres_options(settings)?;
         let data = self.data_dir_inside();
         let log = self.dir.join("postgres.log").display().to_string();
         // Set before pg_ctl runs: a drill cut off meanwhile must still stop what it started.
@@ -399,9 +395,4 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
         })
         .unwrap_or(false)
-}
-
-/// Single quotes for the shell pg_ctl runs the server through.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }

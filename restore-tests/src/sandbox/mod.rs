@@ -159,3 +159,31 @@ pub async fn sweep(cfg: &pgkeep::config::RestoreTestConfig, mine: bool) -> Resul
     }
     Ok(())
 }
+
+/// `value` single-quoted for a POSIX shell (pg_ctl's `-o` goes through one).
+pub fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// The `-o` string of pg_ctl for `settings`: ` -c name='value'` each. Names are PostgreSQL
+/// identifiers (letters, digits, `_`, `.` for extensions' settings): anything else is refused
+/// rather than quoted.
+pub fn postgres_options(settings: &[(String, String)]) -> Result<String> {
+    use pgkeep::error::{Error, ErrorKind};
+    let mut out = Vec::with_capacity(settings.len());
+    for (name, value) in settings {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !ok {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid server setting name '{name}'"),
+            )
+            .hint("a setting's name is letters, digits, '_' and '.' (as in postgresql.conf)"));
+        }
+        out.push(format!("-c {name}={}", sh_quote(value)));
+    }
+    Ok(out.join(" "))
+}

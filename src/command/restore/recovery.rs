@@ -101,7 +101,7 @@ fn checked_path(what: &str, p: &Path) -> Result<String> {
 
 /// Single-quoted for sh (`'` as `'\''`), with `%` doubled: PostgreSQL expands `%f`, `%p`,
 /// `%r` in restore_command and reads `%%` as one `%`.
-fn sh_quote(s: &str) -> String {
+pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''").replace('%', "%%"))
 }
 
