@@ -16,18 +16,22 @@ use crate::pipeline::Compression;
 
 #[cfg(test)]
 mod bounds_tests;
+pub mod cipher;
 mod environ;
 mod patroni;
 mod restore_test;
 mod scheduler;
 
+pub use cipher::{CipherChoice, CipherConfig, Secret};
 pub use environ::environment;
 pub use patroni::{CreateReplicaConfig, PatroniConfig};
 pub use restore_test::{DrillTarget, Probe, RestoreTestConfig, SandboxKind, Selection};
 pub use scheduler::{JobConfig, JobKind, SchedulerConfig};
 
 /// Environment variables that are not configuration keys.
-const RESERVED_ENV: [&str; 2] = ["PGKEEP_CONFIG", "PGKEEP_LOG"];
+/// Read by name, never overlaid on the file (the passphrase must not become a config value
+/// that restore carries into restore_command).
+const RESERVED_ENV: [&str; 3] = ["PGKEEP_CONFIG", "PGKEEP_LOG", cipher::PASS_ENV];
 const SECTIONS: [&str; 10] = [
     "restore_test",
     "repository",
@@ -88,6 +92,9 @@ pub struct Raw {
     log: RawLog,
     #[serde(skip)]
     path: Option<PathBuf>,
+    /// `PGKEEP_REPOSITORY_CIPHER_PASS`, read by name (never a key of the file).
+    #[serde(skip)]
+    cipher_pass: Option<Secret>,
     #[serde(skip)]
     env: Vec<(String, String)>,
 }
@@ -118,6 +125,8 @@ struct RawRepository {
     cluster: Option<String>,
     max_retries: Option<Lenient<u32>>,
     request_timeout: Option<String>,
+    cipher: Option<String>,
+    cipher_pass_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +184,13 @@ pub struct RepositoryConfig {
     pub cluster: String,
     pub max_retries: usize,
     pub request_timeout: Duration,
+    /// `[repository] cipher` and its passphrase's source.
+    pub cipher: CipherConfig,
+    /// `[archive] compress_level`: how WAL and backup files are compressed (the repository
+    /// owns its bytes, so it holds the choice).
+    pub compression: Compression,
+    /// `[archive] compress_threads`: zstd workers for one WAL file.
+    pub compress_threads: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,8 +201,6 @@ pub struct PostgresConfig {
 
 #[derive(Debug, Clone)]
 pub struct ArchiveConfig {
-    pub compression: Compression,
-    pub compress_threads: u32,
     pub push_lookahead: usize,
     pub get_prefetch: usize,
     pub spool_path: Option<PathBuf>,
@@ -277,7 +291,15 @@ impl Raw {
             )
             .hint("see config/README.md for every key, its type and default")
         })?;
-        Ok(Raw { env, ..raw })
+        let cipher_pass = vars
+            .get(cipher::PASS_ENV)
+            .filter(|v| !v.is_empty())
+            .map(|v| Secret::new(v.as_bytes().to_vec()));
+        Ok(Raw {
+            env,
+            cipher_pass,
+            ..raw
+        })
     }
 
     /// Reads the file (when there is one) and overlays the environment.
@@ -308,8 +330,12 @@ impl Raw {
     }
 
     pub fn resolve(self) -> Result<Config> {
+        let (compression, compress_threads) = self.archive.compression()?;
+        let mut repository = self.repository.resolve(self.cipher_pass)?;
+        repository.compression = compression;
+        repository.compress_threads = compress_threads;
         Ok(Config {
-            repository: self.repository.resolve()?,
+            repository,
             postgres: PostgresConfig {
                 data_dir: self.postgres.data_dir,
                 conninfo: self.postgres.conninfo,
@@ -476,7 +502,7 @@ fn missing(key: &str, why: &str) -> Error {
 }
 
 impl RawRepository {
-    fn resolve(self) -> Result<RepositoryConfig> {
+    fn resolve(self, cipher_pass: Option<Secret>) -> Result<RepositoryConfig> {
         let kind = self.kind.unwrap_or_else(|| "local".into());
         // Checked whatever the kind: a malformed value is an error even where it is unused.
         let allow_http = self
@@ -541,14 +567,19 @@ impl RawRepository {
                 Duration::from_secs(30),
                 Duration::from_millis(100)..=Duration::from_secs(3600),
             )?,
+            cipher: CipherConfig::resolve(self.cipher, self.cipher_pass_file, cipher_pass)?,
+            compression: Compression::Zstd(DEFAULT_COMPRESS_LEVEL),
+            compress_threads: DEFAULT_COMPRESS_THREADS,
         })
     }
 }
 
 impl RawArchive {
-    fn resolve(self) -> Result<ArchiveConfig> {
+    /// `compress_level` and `compress_threads`: the repository's, though written here.
+    fn compression(&self) -> Result<(Compression, u32)> {
         let level = self
             .compress_level
+            .clone()
             .map(|v| v.get("archive.compress_level"))
             .transpose()?
             .unwrap_or(DEFAULT_COMPRESS_LEVEL);
@@ -559,6 +590,21 @@ impl RawArchive {
             )
             .hint("use 0 (no compression) or a zstd level from 1 to 19"));
         }
+        let compression = if level == 0 {
+            Compression::None
+        } else {
+            Compression::Zstd(level)
+        };
+        let threads = bounded(
+            "archive.compress_threads",
+            self.compress_threads.clone(),
+            DEFAULT_COMPRESS_THREADS,
+            0..=64,
+        )?;
+        Ok((compression, threads))
+    }
+
+    fn resolve(self) -> Result<ArchiveConfig> {
         let timeout = bounded_duration(
             "archive.timeout",
             self.timeout,
@@ -566,17 +612,6 @@ impl RawArchive {
             Duration::from_secs(1)..=Duration::from_secs(3600),
         )?;
         Ok(ArchiveConfig {
-            compression: if level == 0 {
-                Compression::None
-            } else {
-                Compression::Zstd(level)
-            },
-            compress_threads: bounded(
-                "archive.compress_threads",
-                self.compress_threads,
-                DEFAULT_COMPRESS_THREADS,
-                0..=64,
-            )?,
             push_lookahead: bounded(
                 "archive.push_lookahead",
                 self.push_lookahead,
@@ -617,7 +652,7 @@ mod tests {
         assert_eq!(c.repository.cluster, "main");
         assert_eq!(c.archive.timeout, Duration::from_secs(60));
         assert_eq!(
-            c.archive.compression,
+            c.repository.compression,
             Compression::Zstd(DEFAULT_COMPRESS_LEVEL)
         );
     }
@@ -647,7 +682,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(c.archive.compression, Compression::Zstd(1));
+        assert_eq!(c.repository.compression, Compression::Zstd(1));
         assert_eq!(c.archive.timeout, Duration::from_secs(5));
     }
 

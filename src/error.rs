@@ -48,6 +48,9 @@ pub enum ErrorKind {
     /// Stopped by a signal (SIGTERM, SIGINT) before it could finish; what it started was
     /// cleaned up (a restore drill: its sandbox removed, its report stored).
     Interrupted,
+    /// An encrypted repository cannot be opened: no passphrase, a wrong one, or a cipher that
+    /// differs from the one the repository was initialised with. Nothing was read or written.
+    Key,
 }
 
 impl ErrorKind {
@@ -68,6 +71,7 @@ impl ErrorKind {
             ErrorKind::Postgres => 12,
             ErrorKind::Internal => 13,
             ErrorKind::Interrupted => 14,
+            ErrorKind::Key => 15,
         }
     }
 
@@ -88,6 +92,7 @@ impl ErrorKind {
             ErrorKind::Postgres => "postgres",
             ErrorKind::Internal => "internal",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Key => "key",
         }
     }
 }

@@ -316,7 +316,7 @@ fn page_checksums_are_verified_and_a_bad_page_is_reported_not_fatal() {
         .path();
     let stored = std::fs::read(id.join("manifest.json")).unwrap();
     let mut json = Vec::new();
-    pgkeep::pipeline::decode(&stored, &mut json).unwrap();
+    pgkeep::pipeline::decode(&stored, &mut json, pgkeep::pipeline::Seal::Clear).unwrap();
     let manifest: pgkeep::manifest::Manifest = serde_json::from_slice(&json).unwrap();
     let bad: Vec<(String, Vec<u32>)> = manifest
         .entries

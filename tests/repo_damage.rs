@@ -26,7 +26,7 @@ use support::proc::{postgres_tempdir, wait_for};
 
 fn decode(stored: &[u8]) -> Vec<u8> {
     let mut plain = Vec::new();
-    pipeline::decode(stored, &mut plain).unwrap();
+    pipeline::decode(stored, &mut plain, pipeline::Seal::Clear).unwrap();
     plain
 }
 
@@ -35,7 +35,9 @@ fn encode(plain: &[u8]) -> Vec<u8> {
         compression: Compression::Zstd(1),
         threads: 0,
     };
-    pipeline::encode(plain, opts, plain.len()).unwrap().bytes
+    pipeline::encode(plain, opts, plain.len(), pipeline::Seal::Clear)
+        .unwrap()
+        .bytes
 }
 
 /// The stored WAL segments (full ones), by name, oldest first.

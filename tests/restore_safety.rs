@@ -240,7 +240,7 @@ fn forge_manifest(repo: &Path, id: &str, edit: impl FnOnce(&mut Vec<serde_json::
     let path = repo.join("main/backups").join(id).join("manifest.json");
     let stored = std::fs::read(&path).unwrap();
     let mut json = Vec::new();
-    pgkeep::pipeline::decode(&stored, &mut json).unwrap();
+    pgkeep::pipeline::decode(&stored, &mut json, pgkeep::pipeline::Seal::Clear).unwrap();
     let mut manifest: serde_json::Value = serde_json::from_slice(&json).unwrap();
     edit(manifest["entries"].as_array_mut().unwrap());
     let plain = serde_json::to_vec(&manifest).unwrap();
@@ -248,7 +248,9 @@ fn forge_manifest(repo: &Path, id: &str, edit: impl FnOnce(&mut Vec<serde_json::
         compression: pgkeep::pipeline::Compression::Zstd(1),
         threads: 0,
     };
-    let encoded = pgkeep::pipeline::encode(&plain[..], opts, plain.len()).unwrap();
+    let encoded =
+        pgkeep::pipeline::encode(&plain[..], opts, plain.len(), pgkeep::pipeline::Seal::Clear)
+            .unwrap();
     std::fs::write(&path, encoded.bytes).unwrap();
 }
 

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use pgkeep::config::Raw;
 use pgkeep::pg::{PgVersion, SystemId, WalFileName, WalSegSize};
-use pgkeep::pipeline::{self, Compression, EncodeOptions};
 use pgkeep::repo::create::create;
-use pgkeep::repo::{CreateMode, Created, RepoInfo, RepoKey};
+use pgkeep::repo::{CreateMode, Created, RepoInfo, WalKey};
 use support::proc::{ChildGuard, free_port, wait_for};
 
 #[tokio::test]
@@ -70,26 +69,22 @@ async fn s3s_fs_enforces_create_if_absent() {
 
     let repo = made.repo;
     let seg = WalSegSize::DEFAULT;
-    let key = RepoKey::wal(
-        &WalFileName::parse("000000010000000000000001", seg).unwrap(),
-        seg,
-    );
-    let enc = |b: &[u8]| {
-        let opts = EncodeOptions {
-            compression: Compression::Zstd(1),
-            threads: 0,
-        };
-        bytes::Bytes::from(pipeline::encode(b, opts, b.len()).unwrap().bytes)
+    let key = WalKey(WalFileName::parse("000000010000000000000001", seg).unwrap());
+    let enc = |b: &'static [u8]| {
+        repo.seal_bytes(key.clone(), bytes::Bytes::from_static(b))
+            .unwrap()
     };
+    assert_eq!(repo.store_new(&enc(b"first")).await.unwrap(), Created::New);
     assert_eq!(
-        repo.put_if_absent(&key, enc(b"first")).await.unwrap(),
-        Created::New
-    );
-    assert_eq!(
-        repo.put_if_absent(&key, enc(b"second")).await.unwrap(),
+        repo.store_new(&enc(b"second")).await.unwrap(),
         Created::Existed
     );
     let mut plain = Vec::new();
-    pipeline::decode(&repo.get(&key).await.unwrap().unwrap(), &mut plain).unwrap();
+    repo.fetch(&key)
+        .await
+        .unwrap()
+        .unwrap()
+        .decode(&mut plain)
+        .unwrap();
     assert_eq!(plain, b"first");
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use pgkeep::error::Result;
-use pgkeep::repo::{Repo, RepoKey};
+use pgkeep::repo::{JobName, Repo, RepoKey, RepoObject};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,18 +117,25 @@ pub struct JobRecord {
     pub last_outcome: Option<Outcome>,
 }
 
+impl RepoObject for JobRecord {
+    type Id = JobName;
+    const KIND: &'static str = "job record";
+    fn key(job: &JobName) -> RepoKey {
+        RepoKey::JobState(job.0.clone())
+    }
+}
+
 pub async fn read_record(repo: &Repo, job: &str) -> Result<JobRecord> {
-    let bytes = repo.get(&RepoKey::JobState(job.to_string())).await?;
-    // An unreadable record is no record: the job then runs, which is the safe side.
-    Ok(bytes
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default())
+    match repo.load::<JobRecord>(&JobName(job.to_string())).await {
+        Ok(r) => Ok(r.unwrap_or_default()),
+        // An unreadable record is no record: the job then runs, which is the safe side.
+        Err(e) if e.kind() == pgkeep::error::ErrorKind::Corrupt => Ok(JobRecord::default()),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn write_record(repo: &Repo, job: &str, r: &JobRecord) -> Result<()> {
-    let json = serde_json::to_vec(r).unwrap_or_default();
-    repo.put(&RepoKey::JobState(job.to_string()), json.into())
-        .await
+    repo.save(&JobName(job.to_string()), r).await
 }
 
 /// Refreshes what the status says of the repository: newest backups, newest WAL, bytes.

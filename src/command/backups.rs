@@ -6,9 +6,8 @@
 //! never stops the commands that do not need it.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::Manifest;
-use crate::pipeline;
-use crate::repo::{Repo, RepoKey};
+use crate::manifest::{BackupId, Manifest};
+use crate::repo::Repo;
 
 /// A backup folder whose manifest exists but cannot be used.
 #[derive(Debug)]
@@ -45,6 +44,7 @@ pub async fn list(repo: &Repo) -> Result<Vec<Manifest>> {
 pub async fn listing(repo: &Repo) -> Result<Listing> {
     let mut out = Listing::default();
     for id in repo.backup_folders().await? {
+        let id = id.to_string();
         match load(repo, &id).await {
             Ok(Some(m)) => out.backups.push(m),
             Ok(None) => {}
@@ -61,8 +61,8 @@ pub async fn listing(repo: &Repo) -> Result<Listing> {
 
 /// The manifest of backup `id`, validated; `None` when it was never committed.
 pub async fn load(repo: &Repo, id: &str) -> Result<Option<Manifest>> {
-    let Some(stored) = repo.get(&RepoKey::Manifest(id.to_string())).await? else {
-        return Ok(None);
+    let Ok(backup) = id.parse::<BackupId>() else {
+        return Ok(None); // not a backup id: no such backup
     };
     let corrupt = |e: String| {
         Error::new(
@@ -73,9 +73,12 @@ pub async fn load(repo: &Repo, id: &str) -> Result<Option<Manifest>> {
             "this backup cannot be restored, the others are unaffected ('pgkeep info' lists them); expire keeps its folder backups/{id} and the wal until it is removed by hand"
         ))
     };
-    let mut json = Vec::new();
-    pipeline::decode(&stored, &mut json).map_err(|e| corrupt(e.to_string()))?;
-    let m: Manifest = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    let m = match repo.load::<Manifest>(&backup).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::Corrupt => return Err(corrupt(e.message().to_string())),
+        Err(e) => return Err(e),
+    };
     m.validate(id).map_err(corrupt)?;
     Ok(Some(m))
 }

@@ -6,32 +6,28 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::manifest::drill::DrillReport;
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{DrillRun, Repo};
 
 /// Stores `report` under its run id.
 pub async fn save(repo: &Repo, report: &DrillReport) -> Result<()> {
-    let json = serde_json::to_vec_pretty(report).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot encode the drill report: {e}"),
-        )
-    })?;
-    repo.put(&RepoKey::RestoreTest(report.run_id.clone()), json.into())
-        .await
+    repo.save(&DrillRun(report.run_id.clone()), report).await
 }
 
 /// Every stored report, oldest run first.
 pub async fn list(repo: &Repo) -> Result<Vec<DrillReport>> {
     let mut out = Vec::new();
     for run in repo.restore_test_runs().await? {
-        let Some(bytes) = repo.get(&RepoKey::RestoreTest(run.clone())).await? else {
-            continue;
-        };
-        match serde_json::from_slice::<DrillReport>(&bytes) {
-            Ok(r) => out.push(r),
-            Err(e) => tracing::warn!("restore-test report {run} is unreadable, skipped: {e}"),
+        match repo.load::<DrillReport>(&run).await {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Corrupt => tracing::warn!(
+                "restore-test report {} is unreadable, skipped: {}",
+                run.0,
+                e.message()
+            ),
+            Err(e) => return Err(e),
         }
     }
     out.sort_by_key(|r| r.started);

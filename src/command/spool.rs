@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::localfs;
-use crate::pipeline::Digest;
+use crate::repo::Digest;
 
 #[derive(Debug, Clone)]
 pub struct Spool {

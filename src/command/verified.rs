@@ -8,11 +8,11 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
-use crate::pipeline::{self, DecodeError};
+use crate::repo::{DecodeError, Fetched};
 
 /// Decodes `stored` into `dest`; returns the plaintext size. `what` and `location` name the
 /// object in errors.
-pub fn write(stored: &[u8], dest: &Path, what: &str, location: &str) -> Result<u64> {
+pub fn write<K>(stored: &Fetched<K>, dest: &Path, what: &str, location: &str) -> Result<u64> {
     write_checked(stored, dest, what, location, 0, |_, _| Ok(()))
 }
 
@@ -25,8 +25,8 @@ struct ContentError(String);
 /// Like [`write`], and before publishing, `check` sees the first `keep` plaintext bytes and
 /// the plaintext size: an object that decodes but is not what its name says (a swapped
 /// segment) is refused as damaged and nothing is published.
-pub fn write_checked(
-    stored: &[u8],
+pub fn write_checked<K>(
+    stored: &Fetched<K>,
     dest: &Path,
     what: &str,
     location: &str,
@@ -40,11 +40,12 @@ pub fn write_checked(
             keep,
             head: Vec::with_capacity(keep.min(1 << 20)),
         };
-        let header = pipeline::decode(stored, &mut head).map_err(std::io::Error::other)?;
+        let decoded = stored.decode(&mut head).map_err(std::io::Error::other)?;
+        let size = decoded.header.plain_size;
         let head = std::mem::take(&mut head.head);
-        check(&head, header.plain_size).map_err(|e| std::io::Error::other(ContentError(e)))?;
+        check(&head, size).map_err(|e| std::io::Error::other(ContentError(e)))?;
         w.flush()?;
-        Ok(header.plain_size)
+        Ok(size)
     });
     written.map_err(|e| {
         if let Some(c) = e.get_ref().and_then(|r| r.downcast_ref::<ContentError>()) {

@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
+pub use crate::repo::{BackupId, BackupKind};
 
 pub mod delta;
 pub mod drill;
+mod stored;
 mod validate;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -15,62 +17,6 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Plaintext bytes per stored part: a file larger than this is stored as several objects, so
 /// memory stays bounded whatever the file size (relation segments reach 1 GiB).
 pub const PART_SIZE: usize = 16 << 20;
-
-/// pgkeep's label for a backup, sortable by time: `20261121T220000Z-F` (full) or `-I`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct BackupId(String);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackupKind {
-    Full,
-    Incremental,
-}
-
-impl BackupId {
-    pub fn new(at: chrono::DateTime<chrono::Utc>, kind: BackupKind) -> Self {
-        let suffix = match kind {
-            BackupKind::Full => 'F',
-            BackupKind::Incremental => 'I',
-        };
-        BackupId(format!("{}-{suffix}", at.format("%Y%m%dT%H%M%SZ")))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for BackupId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        let ok = s.len() == 18
-            && chrono::NaiveDateTime::parse_from_str(&s[..16], "%Y%m%dT%H%M%SZ").is_ok()
-            && matches!(&s[16..], "-F" | "-I");
-        ok.then_some(BackupId(s.clone()))
-            .ok_or_else(|| format!("invalid backup id '{s}': expected e.g. 20261121T220000Z-F"))
-    }
-}
-
-impl From<BackupId> for String {
-    fn from(id: BackupId) -> String {
-        id.0
-    }
-}
-
-impl std::str::FromStr for BackupId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        BackupId::try_from(s.to_string())
-    }
-}
-
-impl std::fmt::Display for BackupId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What an entry of the data directory is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

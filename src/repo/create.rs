@@ -7,10 +7,12 @@ use std::sync::Arc;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::info::{self, CreateMode, RepoInfo};
+use super::keyring::{self, KeySlot};
 use super::layout::{Layout, RepoKey};
 use super::{Repo, store};
-use crate::config::RepositoryConfig;
+use crate::config::{CipherChoice, RepositoryConfig};
 use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::{CipherKeys, KdfParams};
 
 /// The outcome of `create`.
 #[derive(Debug)]
@@ -28,9 +30,9 @@ pub async fn create(cfg: &RepositoryConfig, wanted: RepoInfo) -> Result<CreatedR
     match info::read(store.as_ref(), &layout, &location).await {
         Ok(existing) => {
             existing.check_serves(wanted.system_id, wanted.version, &location)?;
-            let repo = Repo::from_parts(store, layout, location, existing);
+            drop(store);
             return Ok(CreatedRepo {
-                repo,
+                repo: Repo::open(cfg).await?,
                 existed: true,
             });
         }
@@ -44,10 +46,14 @@ pub async fn create(cfg: &RepositoryConfig, wanted: RepoInfo) -> Result<CreatedR
             "{location} does not enforce create-if-absent (If-None-Match); pgkeep will read before every write"
         );
     }
-    let info = RepoInfo {
-        create_mode: mode,
-        ..wanted
-    };
+    let (info, keys) = with_key(
+        RepoInfo {
+            create_mode: mode,
+            cipher: cfg.cipher.cipher,
+            ..wanted
+        },
+        cfg,
+    )?;
     let body = info.to_object()?;
     let create = PutOptions {
         mode: PutMode::Create,
@@ -72,11 +78,31 @@ pub async fn create(cfg: &RepositoryConfig, wanted: RepoInfo) -> Result<CreatedR
         }
         Err(e) => return Err(store::error("write", &main, e)),
     }
-    let repo = Repo::from_parts(store, layout, location, info);
+    let repo = Repo::from_parts(store, layout, location, info, cfg, keys);
     Ok(CreatedRepo {
         repo,
         existed: false,
     })
+}
+
+/// For an encrypted repository: a fresh data key, wrapped under the configured passphrase as
+/// key `k1`, and its key check. The passphrase is read before anything is written, so a
+/// missing one leaves the store untouched.
+fn with_key(info: RepoInfo, cfg: &RepositoryConfig) -> Result<(RepoInfo, Option<CipherKeys>)> {
+    if info.cipher == CipherChoice::None {
+        return Ok((info, None));
+    }
+    let pass = cfg.cipher.passphrase()?;
+    let data = CipherKeys::generate()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot make a key: {e}")))?;
+    let slot = KeySlot::new(&data, &pass, "k1", KdfParams::default())?;
+    let keys = CipherKeys::new(data);
+    let info = RepoInfo {
+        keys: vec![slot],
+        key_check: Some(keyring::key_check(&keys)),
+        ..info
+    };
+    Ok((info, Some(keys)))
 }
 
 /// Writes a probe object twice with `PutMode::Create`: a store that accepts the second write

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::lease::Holder;
+use super::objects::RepoObject;
 use super::{Repo, RepoKey};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -32,6 +33,24 @@ pub struct HoldRecord {
     pub purpose: String,
     #[serde(flatten)]
     pub holder: Holder,
+}
+
+/// A hold's name: the backup it holds and its holder's nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldKey {
+    pub backup: String,
+    pub holder: String,
+}
+
+impl RepoObject for HoldRecord {
+    type Id = HoldKey;
+    const KIND: &'static str = "hold";
+    fn key(id: &HoldKey) -> RepoKey {
+        RepoKey::Hold {
+            backup: id.backup.clone(),
+            holder: id.holder.clone(),
+        }
+    }
 }
 
 impl HoldRecord {
@@ -50,7 +69,7 @@ impl HoldRecord {
 pub struct Hold {
     repo: Repo,
     /// `None`: inert, the hold could not be written.
-    key: Option<RepoKey>,
+    key: Option<HoldKey>,
     renew: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -69,7 +88,7 @@ pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -
         chrono::Utc::now().timestamp_micros(),
         rand_suffix()
     );
-    let key = RepoKey::Hold {
+    let key = HoldKey {
         backup: backup.to_string(),
         holder: nonce,
     };
@@ -84,7 +103,7 @@ pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -
         renew: None,
     };
     let holder_acquired = holder.acquired.clone();
-    match repo.put(&key, encode(&record(holder))?).await {
+    match repo.save(&key, &record(holder)).await {
         Ok(()) => {}
         Err(e) if matches!(e.kind(), ErrorKind::Auth | ErrorKind::Io) => {
             tracing::warn!(
@@ -125,10 +144,7 @@ pub async fn hold_for(repo: &Repo, backup: &str, purpose: &str, ttl: Duration) -
             };
             // A failed renewal is retried at the next tick (the hold lasts a full ttl), but
             // said: two more failures and expire may take the backup.
-            let renewed = match encode(&rec) {
-                Ok(bytes) => renew_repo.put(&key, bytes).await,
-                Err(e) => Err(e),
-            };
+            let renewed = renew_repo.save(&key, &rec).await;
             if let Err(e) = renewed {
                 tracing::warn!(backup, "cannot renew the hold: {}", e.one_line());
             }
@@ -145,7 +161,7 @@ impl Hold {
             r.abort();
         }
         match self.key.take() {
-            Some(key) => self.repo.delete(&key).await,
+            Some(key) => self.repo.discard::<HoldRecord>(&key).await,
             None => Ok(()),
         }
     }
@@ -161,7 +177,7 @@ impl Drop for Hold {
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let repo = self.repo.clone();
-            rt.spawn(async move { repo.delete(&key).await });
+            rt.spawn(async move { repo.discard::<HoldRecord>(&key).await });
         }
     }
 }
@@ -178,27 +194,21 @@ pub async fn live(repo: &Repo) -> Result<Vec<HoldRecord>> {
         ) else {
             continue;
         };
-        let key = RepoKey::Hold {
+        let key = HoldKey {
             backup,
             holder: holder.to_string(),
         };
-        let Some(bytes) = repo.get(&key).await? else {
-            continue; // released meanwhile
-        };
-        // An unreadable hold (torn by a crash) holds nothing, like a stale lease.
-        match serde_json::from_slice::<HoldRecord>(&bytes) {
-            Ok(rec) if !rec.holder.is_stale(now) => out.push(rec),
-            _ => {}
+        // Released meanwhile: nothing. An unreadable hold (torn by a crash) holds nothing,
+        // like a stale lease.
+        match repo.load::<HoldRecord>(&key).await {
+            Ok(Some(rec)) if !rec.holder.is_stale(now) => out.push(rec),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Corrupt => {}
+            Err(e) => return Err(e),
         }
     }
     out.sort_by(|a, b| a.backup.cmp(&b.backup));
     Ok(out)
-}
-
-fn encode(r: &HoldRecord) -> Result<bytes::Bytes> {
-    serde_json::to_vec(r)
-        .map(bytes::Bytes::from)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode a hold: {e}")))
 }
 
 /// A few random hex digits, so two holds by one process never share a name.

@@ -1,18 +1,26 @@
 //! `repo.json`: the identity a repository serves (system id, PostgreSQL major, WAL segment
-//! size), its format version, and whether its store enforces create-if-absent. Written once by
-//! `init` (plus `repo.json.copy`, so one damaged object does not orphan the repository).
+//! size), its format version, whether its store enforces create-if-absent, and its cipher with
+//! the wrapped data key. Written by `init` (plus `repo.json.copy`, so one damaged object does
+//! not orphan the repository) and by `pgkeep key add/remove`. Never encrypted: it is what
+//! says how to decrypt the rest.
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
+use super::keyring::KeySlot;
 use super::layout::{Layout, RepoKey};
 use super::store;
+use crate::config::CipherChoice;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{PgVersion, SystemId, WalSegSize};
-use crate::pipeline::{self, Compression, EncodeOptions};
+use crate::pipeline::{self, Compression, EncodeOptions, Seal};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 2: objects carry a format-2 header (a keyed tag when encrypted), and pins, leases,
+/// holds, job records and drill reports have headers too. Format 1 repositories are read
+/// (their objects as they are) and written in format 2 from then on.
+pub const FORMAT_VERSION: u32 = 2;
+const OLDEST_READ: u32 = 1;
 
 /// How create-if-absent writes are made on this store (decided by a probe at `init`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +43,10 @@ struct RepoInfoJson {
     cipher: String,
     create_mode: CreateMode,
     created_at: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<KeySlot>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_check: Option<String>,
 }
 
 /// What `repo.json` says, typed.
@@ -45,6 +57,13 @@ pub struct RepoInfo {
     pub seg_size: WalSegSize,
     pub create_mode: CreateMode,
     pub created_at: String,
+    /// The format `repo.json` was written in (1 or 2).
+    pub format: u32,
+    pub cipher: CipherChoice,
+    /// The data key, wrapped once per passphrase (encrypted repositories only).
+    pub keys: Vec<KeySlot>,
+    /// Tells the repository's data key from another (see `keyring::key_check`).
+    pub key_check: Option<String>,
 }
 
 impl RepoInfo {
@@ -69,6 +88,10 @@ impl RepoInfo {
             seg_size,
             create_mode: mode,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            format: FORMAT_VERSION,
+            cipher: CipherChoice::None,
+            keys: Vec::new(),
+            key_check: None,
         }
     }
 
@@ -79,9 +102,11 @@ impl RepoInfo {
             system_id: self.system_id.to_string(),
             pg_version: self.version.major(),
             wal_seg_size: self.seg_size.bytes(),
-            cipher: "none".into(),
+            cipher: self.cipher.name().into(),
             create_mode: self.create_mode,
             created_at: self.created_at.clone(),
+            keys: self.keys.clone(),
+            key_check: self.key_check.clone(),
         };
         let json = serde_json::to_vec_pretty(&raw).map_err(|e| {
             Error::new(ErrorKind::Internal, format!("cannot encode repo.json: {e}"))
@@ -90,26 +115,29 @@ impl RepoInfo {
             compression: Compression::None,
             threads: 0,
         };
-        pipeline::encode(&json[..], opts, json.len())
+        pipeline::encode(&json[..], opts, json.len(), Seal::Clear)
             .map(|e| e.bytes)
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode repo.json: {e}")))
     }
 
     fn parse(bytes: &[u8], path: &Path) -> std::result::Result<Self, String> {
         let mut json = Vec::new();
-        pipeline::decode(bytes, &mut json).map_err(|e| e.to_string())?;
+        pipeline::decode(bytes, &mut json, Seal::Clear).map_err(|e| e.to_string())?;
         let raw: RepoInfoJson = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
-        if raw.format != FORMAT_VERSION {
+        if !(OLDEST_READ..=FORMAT_VERSION).contains(&raw.format) {
             return Err(format!(
-                "{path} has format {}, this pgkeep reads format {FORMAT_VERSION}",
+                "{path} has format {}, this pgkeep reads formats {OLDEST_READ} to {FORMAT_VERSION}",
                 raw.format
             ));
         }
-        if raw.cipher != "none" {
-            return Err(format!(
+        let cipher = CipherChoice::parse(&raw.cipher).map_err(|_| {
+            format!(
                 "{path} names cipher '{}', which this pgkeep cannot read",
                 raw.cipher
-            ));
+            )
+        })?;
+        if cipher != CipherChoice::None && (raw.keys.is_empty() || raw.key_check.is_none()) {
+            return Err(format!("{path} is encrypted but records no key"));
         }
         Ok(RepoInfo {
             system_id: raw.system_id.parse()?,
@@ -117,6 +145,10 @@ impl RepoInfo {
             seg_size: WalSegSize::new(raw.wal_seg_size)?,
             create_mode: raw.create_mode,
             created_at: raw.created_at,
+            format: raw.format,
+            cipher,
+            keys: raw.keys,
+            key_check: raw.key_check,
         })
     }
 
@@ -185,7 +217,7 @@ pub async fn check_both(repo: &super::Repo) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for key in [RepoKey::Info, RepoKey::InfoCopy] {
         let path = repo.layout.path(&key);
-        match repo.get(&key).await? {
+        match repo.raw_get(&key).await? {
             None => problems.push(format!("{path}: missing")),
             Some(bytes) => match RepoInfo::parse(&bytes, &path) {
                 Err(e) => problems.push(format!("{path}: damaged: {e}")),

@@ -132,7 +132,13 @@ impl Layout {
     }
 
     pub fn path(&self, key: &RepoKey) -> Path {
-        let rel = match key {
+        Path::from(format!("{}/{}", self.root, Self::relative(key)))
+    }
+
+    /// The key's path inside the cluster's folder: the name an encrypted object is bound to
+    /// (so moving a whole repository under another prefix keeps it readable).
+    pub fn relative(key: &RepoKey) -> String {
+        match key {
             RepoKey::Info => "repo.json".to_string(),
             RepoKey::InfoCopy => "repo.json.copy".to_string(),
             RepoKey::Wal { file, dir: Some(d) } => format!("wal/{d}/{file}"),
@@ -153,8 +159,7 @@ impl Layout {
             RepoKey::Pin(backup) => format!("pins/{backup}.json"),
             RepoKey::JobState(job) => format!("scheduler/{job}.json"),
             RepoKey::RestoreTest(run) => format!("restore-tests/{run}.json"),
-        };
-        Path::from(format!("{}/{rel}", self.root))
+        }
     }
 }
 

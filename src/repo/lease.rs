@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::JobName;
+use super::objects::RepoObject;
 use super::{Created, Repo, RepoKey};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -20,6 +22,14 @@ pub struct Holder {
     pub acquired: String,
     /// RFC 3339; renewed while the holder runs.
     pub expires: String,
+}
+
+impl RepoObject for Holder {
+    type Id = JobName;
+    const KIND: &'static str = "lease";
+    fn key(job: &JobName) -> RepoKey {
+        RepoKey::Lease(job.0.clone())
+    }
 }
 
 impl Holder {
@@ -49,7 +59,7 @@ impl Holder {
 #[derive(Debug)]
 pub struct Lease {
     repo: Repo,
-    key: RepoKey,
+    key: JobName,
     renew: tokio::task::JoinHandle<()>,
 }
 
@@ -68,10 +78,10 @@ impl Lease {
     /// Takes the lease of `job` for `ttl` (renewed every third of it), taking over a stale
     /// one. Fails with a conflict naming the holder when it is held.
     pub async fn acquire(repo: &Repo, job: &str, ttl: Duration) -> Result<Lease> {
-        let key = RepoKey::Lease(job.to_string());
+        let key = JobName(job.to_string());
         let mine = Holder::me(ttl);
         for _ in 0..2 {
-            if repo.put_if_absent(&key, encode(&mine)?).await? == Created::New {
+            if repo.save_new(&key, &mine).await? == Created::New {
                 let renew = tokio::spawn(renew(repo.clone(), key.clone(), ttl));
                 return Ok(Lease {
                     repo: repo.clone(),
@@ -100,7 +110,7 @@ impl Lease {
                 pid = held.pid,
                 "taking over the stale {job} lease"
             );
-            repo.delete(&key).await?;
+            repo.discard::<Holder>(&key).await?;
         }
         Err(Error::new(
             ErrorKind::Conflict,
@@ -112,7 +122,7 @@ impl Lease {
     /// Gives the lease up.
     pub async fn release(self) -> Result<()> {
         self.renew.abort();
-        self.repo.delete(&self.key).await
+        self.repo.discard::<Holder>(&self.key).await
     }
 }
 
@@ -122,35 +132,28 @@ impl Drop for Lease {
     }
 }
 
-async fn renew(repo: Repo, key: RepoKey, ttl: Duration) {
+async fn renew(repo: Repo, key: JobName, ttl: Duration) {
     loop {
         tokio::time::sleep(ttl / 3).await;
         // A failed renewal is retried at the next tick; the lease lasts a full ttl.
-        if let Ok(bytes) = encode(&Holder::me(ttl)) {
-            let _ = repo.put(&key, bytes).await;
-        }
+        let _ = repo.save(&key, &Holder::me(ttl)).await;
     }
 }
 
-async fn read(repo: &Repo, key: &RepoKey) -> Result<Option<Holder>> {
-    let Some(bytes) = repo.get(key).await? else {
-        return Ok(None);
-    };
-    // An unreadable lease (torn by a crash mid-write on a store without atomic puts) holds
-    // nobody: treat it as stale.
-    Ok(Some(serde_json::from_slice(&bytes).unwrap_or(Holder {
-        host: String::new(),
-        pid: 0,
-        pid_start: 0,
-        acquired: String::new(),
-        expires: String::new(),
-    })))
-}
-
-fn encode(h: &Holder) -> Result<bytes::Bytes> {
-    serde_json::to_vec(h)
-        .map(bytes::Bytes::from)
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode a lease: {e}")))
+async fn read(repo: &Repo, key: &JobName) -> Result<Option<Holder>> {
+    match repo.load::<Holder>(key).await {
+        Ok(h) => Ok(h),
+        // An unreadable lease (torn by a crash mid-write on a store without atomic puts) holds
+        // nobody: treat it as stale.
+        Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Some(Holder {
+            host: String::new(),
+            pid: 0,
+            pid_start: 0,
+            acquired: String::new(),
+            expires: String::new(),
+        })),
+        Err(e) => Err(e),
+    }
 }
 
 fn hostname() -> String {

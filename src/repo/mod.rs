@@ -1,12 +1,18 @@
 //! The repository: the only module that knows object keys (`layout`), how to reach a store
-//! (`store`), what `repo.json` says (`info`), and how a create-if-absent write is made safe on
-//! stores that do not enforce it. Commands talk to `Repo`, never to object_store directly.
+//! (`store`), what `repo.json` says (`info`), the key (`keyring`), how objects are encoded
+//! (`objects`, the only caller of `pipeline`), and how a create-if-absent write is made safe on
+//! stores that do not enforce it. Commands talk to `Repo` in typed objects and keys, never to
+//! object_store or the pipeline directly. The `raw_*` methods move stored bytes as they are:
+//! for the repository's own modules and for tests that damage objects on purpose.
 
 pub mod create;
 pub mod hold;
+pub mod ids;
 pub mod info;
+pub mod keyring;
 pub mod layout;
 pub mod lease;
+pub mod objects;
 mod retry;
 mod staging;
 pub mod store;
@@ -19,10 +25,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use crate::config::RepositoryConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{HEADER_LEN, ObjectHeader};
+use crate::pipeline::{CipherKeys, Compression, HEADER_LEN};
 
+pub use crate::pipeline::checksum::Hasher;
+pub use crate::pipeline::{DecodeError, Decoded, Digest, ObjectHeader};
+pub use ids::{BackupId, BackupKind, DrillRun, JobName};
 pub use info::{CreateMode, RepoInfo};
 pub use layout::{Layout, RepoKey};
+pub use objects::{
+    BackupPartKey, ByteKey, Compressing, Fetched, Prepared, RepoObject, Sealed, WalKey,
+};
 
 /// An object as a listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,21 +64,23 @@ pub struct Repo {
     /// in-progress `name#N` files, empty folders) is invisible to listings and is removed
     /// through the file system.
     local_root: Option<std::path::PathBuf>,
+    /// The data key of an encrypted repository.
+    cipher: Option<Arc<CipherKeys>>,
+    /// How WAL and backup files are compressed.
+    compression: Compression,
+    compress_threads: u32,
 }
 
 impl Repo {
     /// Opens an initialised repository: reads `repo.json` (or its copy).
+    /// Opens an initialised repository: reads `repo.json` (or its copy) and, when it is
+    /// encrypted, unwraps its data key with the configured passphrase.
     pub async fn open(cfg: &RepositoryConfig) -> Result<Repo> {
         let (store, location) = store::build(cfg, false)?;
         let layout = Layout::new(&cfg.store, &cfg.cluster);
         let info = retry::transient(|| info::read(store.as_ref(), &layout, &location)).await?;
-        Ok(Repo {
-            store,
-            layout,
-            location,
-            info,
-            local_root: local_root(cfg),
-        })
+        let keys = unlock(&info, cfg, &location).await?;
+        Ok(Repo::from_parts(store, layout, location, info, cfg, keys))
     }
 
     /// Assembles a repository from parts (used by `init`, which creates `repo.json`).
@@ -75,14 +89,35 @@ impl Repo {
         layout: Layout,
         location: String,
         info: RepoInfo,
+        cfg: &RepositoryConfig,
+        keys: Option<CipherKeys>,
     ) -> Repo {
         Repo {
             store,
             layout,
             location,
             info,
-            local_root: None,
+            local_root: local_root(cfg),
+            cipher: keys.map(Arc::new),
+            compression: cfg.compression,
+            compress_threads: cfg.compress_threads,
         }
+    }
+
+    /// The data key of an encrypted repository (`pgkeep key add` wraps it again).
+    pub fn data_key(&self) -> Option<&[u8; 32]> {
+        self.cipher.as_deref().map(CipherKeys::data_key)
+    }
+
+    /// Replaces `repo.json` and its copy after a change of key slots (`pgkeep key`). The
+    /// main file first: a crash between the two leaves the copy with the old slots, which
+    /// open the same data key.
+    pub async fn rewrite_info(&mut self, info: RepoInfo) -> Result<()> {
+        let body = Bytes::from(info.to_object()?);
+        self.raw_put(&RepoKey::Info, body.clone()).await?;
+        self.raw_put(&RepoKey::InfoCopy, body).await?;
+        self.info = info;
+        Ok(())
     }
 
     pub fn info(&self) -> &RepoInfo {
@@ -99,7 +134,7 @@ impl Repo {
     }
 
     /// The whole object, or `None` when it does not exist.
-    pub async fn get(&self, key: &RepoKey) -> Result<Option<Bytes>> {
+    pub async fn raw_get(&self, key: &RepoKey) -> Result<Option<Bytes>> {
         retry::transient(|| self.get_once(key)).await
     }
 
@@ -117,7 +152,7 @@ impl Repo {
     }
 
     /// Only the object header (one small ranged read), or `None` when it does not exist.
-    pub async fn get_header(&self, key: &RepoKey) -> Result<Option<ObjectHeader>> {
+    pub async fn raw_header(&self, key: &RepoKey) -> Result<Option<ObjectHeader>> {
         retry::transient(|| self.get_header_once(key)).await
     }
 
@@ -141,7 +176,7 @@ impl Repo {
     /// read then a write: two writers racing for the same new key can both "win", the later
     /// overwriting the earlier. For WAL that race needs two clusters pushing the same name at
     /// the same moment, which the system-id check already refuses; see config/README.md.
-    pub async fn put_if_absent(&self, key: &RepoKey, bytes: Bytes) -> Result<Created> {
+    pub async fn raw_put_if_absent(&self, key: &RepoKey, bytes: Bytes) -> Result<Created> {
         // A create that landed but whose answer was lost is retried and meets "already
         // exists": the caller then settles by checksum, so a retry never loses or doubles.
         retry::transient(|| self.put_if_absent_once(key, bytes.clone())).await
@@ -170,7 +205,7 @@ impl Repo {
 
     /// Stores `bytes` under `key`, replacing what is there (for keys unique to one run, such as
     /// a new backup's files).
-    pub async fn put(&self, key: &RepoKey, bytes: Bytes) -> Result<()> {
+    pub async fn raw_put(&self, key: &RepoKey, bytes: Bytes) -> Result<()> {
         retry::transient(|| self.put_once(key, bytes.clone())).await
     }
 
@@ -188,22 +223,23 @@ impl Repo {
         retry::transient(|| self.exists(&path)).await
     }
 
-    /// The ids of the backup folders present (committed or not: check the manifest).
-    pub async fn backup_folders(&self) -> Result<Vec<String>> {
+    /// The ids of the backup folders present (committed or not: check the manifest). A
+    /// folder whose name is not a backup id is no backup of pgkeep's and is left out.
+    pub async fn backup_folders(&self) -> Result<Vec<BackupId>> {
         retry::transient(|| self.backup_folders_once()).await
     }
 
-    async fn backup_folders_once(&self) -> Result<Vec<String>> {
+    async fn backup_folders_once(&self) -> Result<Vec<BackupId>> {
         let dir = self.layout.backups_dir();
         let listed = self
             .store
             .list_with_delimiter(Some(&dir))
             .await
             .map_err(|e| store::error("list", &dir, e))?;
-        let mut ids: Vec<String> = listed
+        let mut ids: Vec<BackupId> = listed
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
+            .filter_map(|p| p.filename().and_then(|f| f.parse().ok()))
             .collect();
         ids.sort();
         Ok(ids)
@@ -292,13 +328,15 @@ impl Repo {
     }
 
     /// The ids of the pinned backups.
-    pub async fn pinned(&self) -> Result<Vec<String>> {
-        self.json_names(self.layout.pins_dir()).await
+    pub async fn pinned(&self) -> Result<Vec<BackupId>> {
+        let names = self.json_names(self.layout.pins_dir()).await?;
+        Ok(names.iter().filter_map(|n| n.parse().ok()).collect())
     }
 
     /// The run ids of the stored restore drill reports, oldest first.
-    pub async fn restore_test_runs(&self) -> Result<Vec<String>> {
-        self.json_names(self.layout.restore_tests_dir()).await
+    pub async fn restore_test_runs(&self) -> Result<Vec<DrillRun>> {
+        let names = self.json_names(self.layout.restore_tests_dir()).await?;
+        Ok(names.into_iter().map(DrillRun).collect())
     }
 
     /// The names (without `.json`) of the JSON objects in `dir`, sorted.
@@ -346,6 +384,33 @@ impl Repo {
             Err(e) => Err(store::error("read", path, e)),
         }
     }
+}
+
+/// The data key of an encrypted repository (none for a clear one): the configuration's cipher
+/// must be the repository's, and the passphrase must open one of its key slots. Argon2id is
+/// CPU work: it runs on a blocking thread.
+async fn unlock(
+    info: &RepoInfo,
+    cfg: &RepositoryConfig,
+    location: &str,
+) -> Result<Option<CipherKeys>> {
+    keyring::check_cipher(info.cipher, &cfg.cipher, location)?;
+    if info.cipher == crate::config::CipherChoice::None {
+        return Ok(None);
+    }
+    let pass = cfg.cipher.passphrase()?;
+    let (slots, check, location) = (
+        info.keys.clone(),
+        info.key_check.clone().unwrap_or_default(),
+        location.to_string(),
+    );
+    let (keys, _) =
+        tokio::task::spawn_blocking(move || keyring::open_slots(&slots, &check, &pass, &location))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, format!("key unwrapping stopped: {e}"))
+            })??;
+    Ok(Some(keys))
 }
 
 fn local_root(cfg: &RepositoryConfig) -> Option<std::path::PathBuf> {

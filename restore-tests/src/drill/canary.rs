@@ -10,7 +10,7 @@ use pgkeep::command::backup::source;
 use pgkeep::config::Config;
 use pgkeep::pg::lsn::Lsn;
 use pgkeep::pg::wal::{WalFileName, WalSegmentName};
-use pgkeep::repo::{Repo, RepoKey};
+use pgkeep::repo::{Repo, WalKey};
 
 /// The canary's outcome before recovery: where it is, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,10 +71,10 @@ async fn try_leave(cfg: &Config, repo: &Repo, run_id: &str) -> Result<Canary, St
     let seg = repo.info().seg_size;
     let file =
         WalFileName::Segment(WalSegmentName::parse(&segment, seg).map_err(|e| e.to_string())?);
-    let key = RepoKey::wal(&file, seg);
+    let key = WalKey(file);
     let began = Instant::now();
     loop {
-        if repo.contains(&key).await.unwrap_or(false) {
+        if repo.holds(&key).await.unwrap_or(false) {
             return Ok(Canary::Left { name, lsn, segment });
         }
         if began.elapsed() > ARCHIVE_WAIT {

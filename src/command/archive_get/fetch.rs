@@ -9,14 +9,13 @@ use crate::command::{blocking, verified};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::WalFileName;
 use crate::pg::wal_content::{check_content, head_len};
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{Repo, WalKey};
 
 /// Writes WAL file `name` to `dest`; returns its size. `NotFound` when it is not archived.
 pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64> {
     let seg = repo.info().seg_size;
-    let key = RepoKey::wal(name, seg);
     let file = name.file_name(seg);
-    let Some(stored) = repo.get(&key).await? else {
+    let Some(stored) = repo.fetch(&WalKey(name.clone())).await? else {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!("{file} is not in repository {}", repo.location()),
@@ -46,7 +45,7 @@ pub async fn hole_or(not_found: Error, repo: &Repo, name: &WalFileName) -> Error
     let file = name.file_name(seg);
     if let WalFileName::Segment(s) = name {
         let next = WalFileName::Segment(s.next());
-        match repo.contains(&RepoKey::wal(&next, seg)).await {
+        match repo.holds(&WalKey(next.clone())).await {
             Ok(true) => {
                 return Error::new(
                     ErrorKind::Corrupt,

@@ -10,7 +10,7 @@ use super::push::{PushOutcome, Pushed, check, prepare, store};
 use crate::command::spool::{FileIdentity, Spool};
 use crate::error::{Error, Result};
 use crate::pg::WalFileName;
-use crate::pipeline::{Digest, EncodeOptions};
+use crate::repo::Digest;
 use crate::repo::Repo;
 
 /// If `file` was pushed ahead into `repository` and the local file is still the one that was
@@ -105,7 +105,6 @@ pub async fn push_all(
     spool: Option<&Spool>,
     wal_dir: &Path,
     names: Vec<WalFileName>,
-    opts: EncodeOptions,
 ) -> usize {
     let Some(spool) = spool else { return 0 };
     let seg = repo.info().seg_size;
@@ -119,7 +118,7 @@ pub async fn push_all(
             async move {
                 let prepared = {
                     let _permit = cpu.acquire().await;
-                    prepare(&path, name.segment().is_some(), opts).await
+                    prepare(&path, name.segment().is_some(), repo.compressing()).await
                 };
                 let pushed = match prepared.and_then(|p| check(&p, &path, &name, repo).map(|()| p)) {
                     Ok(p) => store(repo, &name, p).await,

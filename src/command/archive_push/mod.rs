@@ -17,8 +17,7 @@ use crate::command::with_deadline;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{WalFileName, WalSegSize};
-use crate::pipeline::EncodeOptions;
-use crate::repo::Repo;
+use crate::repo::{Compressing, Repo};
 
 #[derive(Debug, Clone)]
 pub struct PushArgs {
@@ -49,14 +48,12 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
             return Ok(report(pushed, 0, start));
         }
 
-        // Read and compress the file while the repository is being opened.
-        let opts = EncodeOptions {
-            compression: cfg.archive.compression,
-            threads: cfg.archive.compress_threads,
-        };
+        // Read and compress the file while the repository is being opened (and, when it is
+        // encrypted, its key unwrapped).
+        let how = Compressing::of(&cfg.repository);
         let (repo, prepared) = tokio::join!(
             Repo::open(&cfg.repository),
-            prepare(&args.path, loose.segment().is_some(), opts)
+            prepare(&args.path, loose.segment().is_some(), how)
         );
         let repo = repo?;
         let name = parse_name(&file, repo.info().seg_size)?;
@@ -70,7 +67,7 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
         };
         let (pushed, ahead_done) = tokio::join!(
             store(&repo, &name, prepared),
-            lookahead::push_all(&repo, &repository, spool.as_ref(), wal_dir, ahead, opts),
+            lookahead::push_all(&repo, &repository, spool.as_ref(), wal_dir, ahead),
         );
         Ok(report(pushed?, ahead_done, start))
     })

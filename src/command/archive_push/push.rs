@@ -1,5 +1,6 @@
-//! The unit of work: push one WAL file. Validate it against the repository's identity, encode
-//! it (sha256 + zstd), store it create-if-absent, and settle "already there" by checksum.
+//! The unit of work: push one WAL file. Validate it against the repository's identity, have
+//! the repository seal it (sha256 + zstd, encrypted when the repository is), store it
+//! create-if-absent, and settle "already there" by the header's digest.
 //! The command, the look-ahead and (later) pgkeepd's receive endpoint all call `push_one`.
 
 use std::fs::File;
@@ -12,8 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal_content::check_content;
 use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
 use crate::pg::{WalFileName, WalHeader};
-use crate::pipeline::{self, Digest, EncodeOptions, Encoded};
-use crate::repo::{Created, Repo, RepoKey};
+use crate::repo::{Compressing, Created, Digest, Prepared as Body, Repo, WalKey};
 
 /// History and backup-history files are a few hundred bytes; refuse anything absurd.
 const MAX_TEXT_FILE: u64 = 16 << 20;
@@ -39,10 +39,10 @@ pub struct Pushed {
     pub identity: Option<FileIdentity>,
 }
 
-/// A WAL file read and encoded, not yet checked against the repository's identity.
+/// A WAL file read and compressed, not yet checked against the repository's identity.
 #[derive(Debug)]
 pub struct Prepared {
-    encoded: Encoded,
+    body: Body,
     head: Option<[u8; LONG_HEADER_LEN]>,
     /// The whole content of a small text file (history, backup history), to be parsed.
     text: Option<Vec<u8>>,
@@ -51,22 +51,17 @@ pub struct Prepared {
 }
 
 /// Pushes the WAL file at `path`, named `name`, into `repo`.
-pub async fn push_one(
-    repo: &Repo,
-    path: &Path,
-    name: &WalFileName,
-    opts: EncodeOptions,
-) -> Result<Pushed> {
-    let prepared = prepare(path, name.segment().is_some(), opts).await?;
+pub async fn push_one(repo: &Repo, path: &Path, name: &WalFileName) -> Result<Pushed> {
+    let prepared = prepare(path, name.segment().is_some(), repo.compressing()).await?;
     check(&prepared, path, name, repo)?;
     store(repo, name, prepared).await
 }
 
-/// Reads and encodes the file on a blocking thread; needs nothing from the repository, so
-/// the command runs it while the repository is being opened.
-pub async fn prepare(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result<Prepared> {
+/// Reads and compresses the file on a blocking thread; needs nothing from the repository (the
+/// key comes in at `store`), so the command runs it while the repository is being opened.
+pub async fn prepare(path: &Path, is_segment: bool, how: Compressing) -> Result<Prepared> {
     let path = path.to_path_buf();
-    blocking(move || read_and_encode(&path, is_segment, opts)).await
+    blocking(move || read_and_compress(&path, is_segment, how)).await
 }
 
 /// Checks the prepared file against the repository's identity: size, WAL header, system id.
@@ -87,20 +82,25 @@ pub fn check(prepared: &Prepared, path: &Path, name: &WalFileName, repo: &Repo) 
     }
 }
 
-/// Stores a checked file create-if-absent and settles "already there" by checksum.
+/// Seals a checked file, stores it create-if-absent, and settles "already there" by digest.
 pub async fn store(repo: &Repo, name: &WalFileName, prepared: Prepared) -> Result<Pushed> {
     let seg = repo.info().seg_size;
     let file = name.file_name(seg);
-    let key = RepoKey::wal(name, seg);
-    let (encoded, identity) = (prepared.encoded, prepared.identity);
+    let identity = prepared.identity;
+    let repo2 = repo.clone();
+    let key = WalKey(name.clone());
+    // Encryption is CPU work too: off the runtime's threads.
+    let sealed = blocking(move || repo2.seal(key, prepared.body)).await?;
     let (sha256, plain_size, stored_size) = (
-        encoded.header.sha256,
-        encoded.header.plain_size,
-        encoded.bytes.len() as u64,
+        sealed.sha256(),
+        sealed.header().plain_size,
+        sealed.stored_size(),
     );
-    let outcome = match repo.put_if_absent(&key, encoded.bytes.into()).await? {
+    let outcome = match repo.store_new(&sealed).await? {
         Created::New => PushOutcome::Stored,
-        Created::Existed => settle_existing(repo, &key, &file, sha256).await?,
+        Created::Existed => {
+            settle_existing(repo, sealed.key(), &file, sealed.header().digest, sha256).await?
+        }
     };
     Ok(Pushed {
         file,
@@ -116,11 +116,12 @@ pub async fn store(repo: &Repo, name: &WalFileName, prepared: Prepared) -> Resul
 /// refused — overwriting would silently break point-in-time recovery.
 async fn settle_existing(
     repo: &Repo,
-    key: &RepoKey,
+    key: &WalKey,
     file: &str,
+    tag: Digest,
     local: Digest,
 ) -> Result<PushOutcome> {
-    let stored = repo.get_header(key).await?.ok_or_else(|| {
+    let stored = repo.header_of(key).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::Unreachable,
             format!(
@@ -130,15 +131,20 @@ async fn settle_existing(
         )
         .hint("something is deleting from the repository concurrently; the push will be retried")
     })?;
-    if stored.sha256 == local {
+    // A format-1 object records the plain sha256; a format-2 one what this repository's
+    // `content_tag` makes of it (the sha256 itself unless the repository is encrypted).
+    let same = match stored.version {
+        1 => stored.digest == local,
+        _ => stored.digest == tag,
+    };
+    if same {
         Ok(PushOutcome::AlreadyStored)
     } else {
         Err(Error::new(
             ErrorKind::Conflict,
             format!(
-                "{file} is already in repository {} with different content: stored sha256 {}, local sha256 {local}",
+                "{file} is already in repository {} with different content (local sha256 {local})",
                 repo.location(),
-                stored.sha256
             ),
         )
         .hint("another cluster or a diverged timeline pushes under this name; check repository.cluster and never share one repository between clusters"))
@@ -148,7 +154,7 @@ async fn settle_existing(
 /// The largest WAL segment PostgreSQL can have (1 GiB).
 const MAX_SEGMENT: u64 = 1 << 30;
 
-fn read_and_encode(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result<Prepared> {
+fn read_and_compress(path: &Path, is_segment: bool, how: Compressing) -> Result<Prepared> {
     let mut f = File::open(path).map_err(|e| Error::io("open wal file", path, e))?;
     let meta = f
         .metadata()
@@ -179,19 +185,19 @@ fn read_and_encode(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result
         head = Some(h);
     }
     let mut text = None;
-    let encoded = if is_segment {
-        pipeline::encode(&mut f, opts, len as usize)
+    let body = if is_segment {
+        Body::read(&mut f, how, len as usize)
     } else {
-        let mut body = Vec::with_capacity(len as usize);
-        f.read_to_end(&mut body)
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut bytes)
             .map_err(|e| Error::io("read wal file", path, e))?;
-        let encoded = pipeline::encode(&mut body.as_slice(), opts, body.len());
-        text = Some(body);
-        encoded
+        let body = Body::read(&mut bytes.as_slice(), how, bytes.len());
+        text = Some(bytes);
+        body
     }
     .map_err(|e| Error::io("read wal file", path, e))?;
     // The header was read before the body: both must describe one and the same file.
-    if encoded.header.plain_size != len {
+    if body.plain_size() != len {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("{} changed size while it was read", path.display()),
@@ -199,7 +205,7 @@ fn read_and_encode(path: &Path, is_segment: bool, opts: EncodeOptions) -> Result
         .hint("PostgreSQL never changes a segment it asks to archive; is something else writing there?"));
     }
     Ok(Prepared {
-        encoded,
+        body,
         head,
         text,
         len,

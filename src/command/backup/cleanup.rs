@@ -10,6 +10,7 @@ pub async fn remove_interrupted(repo: &Repo) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let held = hold::live(repo).await?;
     for id in repo.backup_folders().await? {
+        let id = id.to_string();
         if held.iter().any(|h| h.backup == id) {
             continue;
         }

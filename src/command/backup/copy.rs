@@ -18,8 +18,7 @@ use crate::manifest::{BackupId, EntryKind, ManifestEntry};
 use crate::pg::replication::ReplConn;
 use crate::pg::replication::base_backup::{BackupEvent, BaseBackup, BaseBackupOptions};
 use crate::pg::{Lsn, Timeline};
-use crate::pipeline::{self, EncodeOptions};
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{BackupPartKey, Repo};
 
 /// What the copy phase produced.
 #[derive(Debug)]
@@ -50,7 +49,6 @@ pub async fn stream(
     conn: &mut ReplConn,
     id: &BackupId,
     parent: Option<Arc<Parent>>,
-    opts: EncodeOptions,
     limits: Limits,
 ) -> Result<Copied> {
     // With data checksums, pgkeep checks pages itself: the server's own check fails the whole
@@ -77,7 +75,6 @@ pub async fn stream(
         repo.clone(),
         id.clone(),
         item_rx,
-        opts,
         limits.concurrency,
     ));
     let budget = Arc::new(Semaphore::new(limits.memory_mib * 1024));
@@ -187,7 +184,6 @@ async fn upload_all(
     repo: Repo,
     id: BackupId,
     mut items: mpsc::Receiver<Item>,
-    opts: EncodeOptions,
     concurrency: usize,
 ) -> Result<Vec<ManifestEntry>> {
     type Done = (String, u32, u64, String);
@@ -220,24 +216,18 @@ async fn upload_all(
             .acquire_owned()
             .await
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-        let key = RepoKey::BackupFile {
-            backup: id.to_string(),
+        let key = BackupPartKey {
+            backup: id.clone(),
             path: path.clone(),
             part,
         };
         let repo = repo.clone();
         uploads.spawn(async move {
             let (_slot, _memory) = (slot, permit);
-            let encoded = blocking(move || {
-                pipeline::encode_bytes(plain, opts)
-                    .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode: {e}")))
-            })
-            .await?;
-            let (n, sha) = (
-                encoded.bytes.len() as u64,
-                encoded.header.sha256.to_string(),
-            );
-            repo.put(&key, encoded.bytes.into()).await?;
+            let sealer = repo.clone();
+            let sealed = blocking(move || sealer.seal_bytes(key, plain)).await?;
+            let (n, sha) = (sealed.stored_size(), sealed.sha256().to_string());
+            repo.store(&sealed).await?;
             Ok((path, part, n, sha))
         });
         // Reap finished uploads as we go, so a failure stops the backup early.

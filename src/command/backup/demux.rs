@@ -13,7 +13,7 @@ use super::pages::{self, PageScan, Parent, ParentFile};
 use crate::manifest::delta::DeltaWriter;
 use crate::manifest::{BackupId, EntryKind, Layer, ManifestEntry, PART_SIZE, safe_path};
 use crate::pg::page::{self, PAGE_SIZE};
-use crate::pipeline::checksum::Hasher;
+use crate::repo::Hasher;
 
 /// What the demuxer hands on, in stream order.
 #[derive(Debug)]

@@ -26,9 +26,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{BackupId, FORMAT_VERSION, Manifest};
 use crate::pg::PgVersion;
 use crate::pg::replication::{ConnParams, ReplConn, ReplError};
-use crate::pipeline::{self, Compression, EncodeOptions};
 use crate::repo::lease::Lease;
-use crate::repo::{Created, Repo, RepoKey};
+use crate::repo::{Created, Repo};
 
 #[derive(Debug, Clone, Default)]
 pub struct BackupArgs {
@@ -100,16 +99,12 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     let (id, start_time) = fresh_id(plan.kind, &taken).await;
 
     // Copy the data directory into the repository.
-    let opts = EncodeOptions {
-        compression: cfg.archive.compression,
-        threads: 0,
-    };
     let limits = copy::Limits {
         concurrency: cfg.backup.concurrency,
         memory_mib: cfg.backup.memory_mib,
         max_rate_kb: cfg.backup.max_rate_kb,
     };
-    let copied = copy::stream(repo, &mut conn, &id, parent.clone(), opts, limits).await?;
+    let copied = copy::stream(repo, &mut conn, &id, parent.clone(), limits).await?;
     // The backup is consistent from its stop position on: a recovery target must not be
     // earlier than this moment (to the millisecond), which is what target selection compares.
     let consistent_at = chrono::Utc::now();
@@ -185,29 +180,7 @@ async fn fresh_id(
 
 /// Writes the manifest create-if-absent: the moment the backup starts to exist.
 async fn commit(repo: &Repo, manifest: &Manifest) -> Result<()> {
-    let json = serde_json::to_vec(manifest).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot encode the manifest: {e}"),
-        )
-    })?;
-    let opts = EncodeOptions {
-        compression: Compression::Zstd(3),
-        threads: 0,
-    };
-    let encoded = pipeline::encode(&json[..], opts, json.len()).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot encode the manifest: {e}"),
-        )
-    })?;
-    match repo
-        .put_if_absent(
-            &RepoKey::Manifest(manifest.id.to_string()),
-            encoded.bytes.into(),
-        )
-        .await?
-    {
+    match repo.save_new(&manifest.id, manifest).await? {
         Created::New => Ok(()),
         Created::Existed => Err(Error::new(
             ErrorKind::Conflict,

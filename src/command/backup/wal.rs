@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Lsn, Timeline, WalFileName, WalSegSize, WalSegmentName, client};
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{Repo, WalKey};
 
 /// The segments holding WAL from `start` up to (not including) `stop`.
 pub fn needed_segments(
@@ -39,10 +39,7 @@ pub async fn wait_archived(
     loop {
         let mut still = Vec::new();
         for s in missing {
-            if !repo
-                .contains(&RepoKey::wal(&WalFileName::Segment(s), seg))
-                .await?
-            {
+            if !repo.holds(&WalKey(WalFileName::Segment(s))).await? {
                 still.push(s);
             }
         }

@@ -19,7 +19,7 @@ use crate::manifest::Manifest;
 use crate::pg::{WalFileName, WalSegSize, WalSegmentName};
 use crate::repo::hold::{self, HoldRecord};
 use crate::repo::lease::Lease;
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{Repo, WalKey};
 pub use plan::{BackupFacts, ExpirePlan, RetentionPolicy};
 
 /// Staging files older than this are leftovers of killed writers, never uploads in flight.
@@ -52,7 +52,12 @@ pub async fn run(cfg: &Config, args: ExpireArgs) -> Result<ExpireReport> {
 async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireReport> {
     // Gather: committed backups (and damaged ones), pins, holds, WAL files.
     let seg = repo.info().seg_size;
-    let pins = repo.pinned().await?;
+    let pins: Vec<String> = repo
+        .pinned()
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let holds = hold::live(repo).await?;
     let listing = backups::listing(repo).await?;
     let mut damaged = Vec::new();
@@ -95,7 +100,7 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
 
     // Execute: metadata before data.
     for id in &plan.expire {
-        repo.delete(&RepoKey::Manifest(id.to_string())).await?;
+        repo.discard::<Manifest>(id).await?;
     }
     // A restore may have taken a hold since the plan: its backup has lost its manifest, but
     // its objects (and, to be safe, everything else this run would delete) stay; the next
@@ -121,7 +126,7 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
     }
     for name in &plan.wal {
         let file = WalFileName::parse(name, seg).map_err(|e| Error::new(ErrorKind::Internal, e))?;
-        repo.delete(&RepoKey::wal(&file, seg)).await?;
+        repo.remove(&WalKey(file)).await?;
     }
     // What killed writers left mid-upload: an hour is far past any command's deadline.
     let swept = repo.sweep_staging(STAGING_AGE)?;

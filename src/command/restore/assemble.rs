@@ -9,7 +9,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
@@ -18,8 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{Layer, ManifestEntry, PART_SIZE, delta};
 use crate::pg::page::PAGE_SIZE;
-use crate::pipeline::{self, DecodeError, ObjectHeader};
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{BackupPartKey, DecodeError, Decoded, Fetched, Repo};
 
 /// The file entry to rebuild, with what it must hash to.
 pub struct Wanted<'a> {
@@ -122,7 +120,7 @@ async fn write_part(
     let expected = layer.part_sha256.get(part as usize).cloned();
     let (file, delta, location) = (Arc::clone(file), layer.delta, repo.location().to_string());
     blocking(move || {
-        let header = if delta {
+        let decoded = if delta {
             apply_delta(&stored, &file, &what, &location)?
         } else {
             let offset = u64::from(part) * PART_SIZE as u64;
@@ -130,18 +128,18 @@ async fn write_part(
                 file: &file,
                 pos: offset,
             };
-            let header = decode(&stored, &mut out, &what, &location)?;
+            let decoded = decode(&stored, &mut out, &what, &location)?;
             if writeback {
-                localfs::start_writeback(&file, offset, header.plain_size);
+                localfs::start_writeback(&file, offset, decoded.header.plain_size);
             }
-            header
+            decoded
         };
         match expected {
-            Some(want) if header.sha256.to_string() != want => Err(Error::new(
+            Some(want) if decoded.sha256.to_string() != want => Err(Error::new(
                 ErrorKind::Corrupt,
                 format!(
                     "{what} in repository {location} is not the part its manifest committed: sha256 {}, expected {want}",
-                    header.sha256
+                    decoded.sha256
                 ),
             )
             .hint("the backup is damaged; restore another backup and run 'pgkeep verify'")),
@@ -151,14 +149,19 @@ async fn write_part(
     .await
 }
 
-async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Bytes, String)> {
-    let key = RepoKey::BackupFile {
-        backup: layer.backup.to_string(),
+async fn fetch(
+    repo: &Repo,
+    layer: &Layer,
+    path: &str,
+    part: u32,
+) -> Result<(Fetched<BackupPartKey>, String)> {
+    let key = BackupPartKey {
+        backup: layer.backup.clone(),
         path: path.to_string(),
         part,
     };
     let what = format!("{path} (part {part}) of backup {}", layer.backup);
-    let stored = repo.get(&key).await?.ok_or_else(|| {
+    let stored = repo.fetch(&key).await?.ok_or_else(|| {
         Error::new(
             ErrorKind::Corrupt,
             format!("backup {} lacks {what}", layer.backup),
@@ -168,18 +171,18 @@ async fn fetch(repo: &Repo, layer: &Layer, path: &str, part: u32) -> Result<(Byt
     Ok((stored, what))
 }
 
-fn decode(stored: &[u8], out: impl Write, what: &str, location: &str) -> Result<ObjectHeader> {
-    pipeline::decode(stored, out).map_err(|e| match e {
+fn decode<K>(stored: &Fetched<K>, out: impl Write, what: &str, location: &str) -> Result<Decoded> {
+    stored.decode(out).map_err(|e| match e {
         DecodeError::Write(io) => Error::new(ErrorKind::Io, format!("cannot write {what}: {io}")),
         d => verified::damaged(what, location, &d),
     })
 }
 
-fn apply_delta(stored: &[u8], file: &File, what: &str, location: &str) -> Result<ObjectHeader> {
+fn apply_delta<K>(stored: &Fetched<K>, file: &File, what: &str, location: &str) -> Result<Decoded> {
     // Sized from the header up front: growing by doubling would hold twice the part.
-    let capacity = ObjectHeader::from_bytes(stored).map_or(0, |h| h.plain_size as usize);
+    let capacity = stored.header().map_or(0, |h| h.plain_size as usize);
     let mut plain = Vec::with_capacity(capacity.min(2 * PART_SIZE));
-    let header = decode(stored, &mut plain, what, location)?;
+    let decoded = decode(stored, &mut plain, what, location)?;
     let records = delta::records(&plain).map_err(|e| {
         Error::new(
             ErrorKind::Corrupt,
@@ -190,7 +193,7 @@ fn apply_delta(stored: &[u8], file: &File, what: &str, location: &str) -> Result
         file.write_all_at(page, u64::from(block) * PAGE_SIZE as u64)
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}")))?;
     }
-    Ok(header)
+    Ok(decoded)
 }
 
 fn check_size(w: &Wanted<'_>, size: u64) -> Result<()> {

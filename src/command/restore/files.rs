@@ -12,7 +12,7 @@ use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{EntryKind, Manifest};
-use crate::pipeline::checksum::Hasher;
+use crate::repo::Hasher;
 use crate::repo::Repo;
 
 const PG_CONTROL: &str = "global/pg_control";

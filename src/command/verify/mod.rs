@@ -22,8 +22,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
 use crate::pg::{WalFileName, WalSegmentName};
-use crate::pipeline;
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{BackupId, BackupPartKey, Repo};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyArgs {
@@ -120,7 +119,7 @@ impl VerifyReport {
 /// One stored object a backup needs: where it is and what it must hash to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Needed {
-    backup: String,
+    backup: BackupId,
     path: String,
     part: u32,
     sha256: Option<String>,
@@ -288,7 +287,7 @@ fn needed(m: &Manifest) -> Vec<Needed> {
         for l in layers {
             for part in 0..l.parts {
                 out.push(Needed {
-                    backup: l.backup.to_string(),
+                    backup: l.backup.clone(),
                     path: e.path.clone(),
                     part,
                     sha256: l.part_sha256.get(part as usize).cloned(),
@@ -304,26 +303,27 @@ fn needed(m: &Manifest) -> Vec<Needed> {
 /// Reads one object back: its plaintext size, and what is wrong with it, if anything.
 async fn check(repo: &Repo, n: &Needed) -> (u64, Option<String>) {
     let what = format!("{} (part {}) of backup {}", n.path, n.part, n.backup);
-    let key = RepoKey::BackupFile {
+    let key = BackupPartKey {
         backup: n.backup.clone(),
         path: n.path.clone(),
         part: n.part,
     };
-    let stored = match repo.get(&key).await {
+    let stored = match repo.fetch(&key).await {
         Ok(Some(b)) => b,
         Ok(None) => return (0, Some(format!("{what}: missing"))),
         Err(e) => return (0, Some(format!("{what}: cannot read: {}", e.one_line()))),
     };
     let want = n.sha256.clone();
     let decoded = blocking(move || {
-        Ok(pipeline::decode(&stored, std::io::sink())
+        Ok(stored
+            .decode(std::io::sink())
             .map_err(|e| e.to_string())
-            .and_then(|h| match want {
-                Some(w) if w != h.sha256.to_string() => Err(format!(
+            .and_then(|d| match want {
+                Some(w) if w != d.sha256.to_string() => Err(format!(
                     "not the part its manifest committed (sha256 {}, expected {w})",
-                    h.sha256
+                    d.sha256
                 )),
-                _ => Ok(h.plain_size),
+                _ => Ok(d.header.plain_size),
             }))
     })
     .await;

@@ -12,8 +12,7 @@ use futures::StreamExt;
 use crate::command::blocking;
 use crate::pg::WalFileName;
 use crate::pg::wal_content::{TEXT_LIMIT, check_content};
-use crate::pipeline;
-use crate::repo::{Repo, RepoKey};
+use crate::repo::{Repo, WalKey};
 
 /// What reading the WAL back found.
 #[derive(Debug, Default)]
@@ -49,7 +48,7 @@ async fn check_one(repo: &Repo, name: &WalFileName) -> (u64, Option<String>) {
     let info = repo.info();
     let seg = info.seg_size;
     let file = name.file_name(seg);
-    let stored = match repo.get(&RepoKey::wal(name, seg)).await {
+    let stored = match repo.fetch(&WalKey(name.clone())).await {
         Ok(Some(b)) => b,
         Ok(None) => {
             tracing::info!(file, "expired during verify");
@@ -61,9 +60,10 @@ async fn check_one(repo: &Repo, name: &WalFileName) -> (u64, Option<String>) {
     let name = name.clone();
     let judged = blocking(move || {
         let mut head = Head::default();
-        let decoded = pipeline::decode(&stored, &mut head);
-        Ok(decoded.map_err(|e| e.to_string()).and_then(|h| {
-            check_content(&name, &expect, &head.bytes, h.plain_size).map(|_| h.plain_size)
+        let decoded = stored.decode(&mut head);
+        Ok(decoded.map_err(|e| e.to_string()).and_then(|d| {
+            let size = d.header.plain_size;
+            check_content(&name, &expect, &head.bytes, size).map(|_| size)
         }))
     })
     .await;
