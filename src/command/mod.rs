@@ -1,6 +1,7 @@
 //! Use-cases: one module per CLI command, each a `run(&Config, Args) -> Result<Report>` that
-//! reads as a short script of named phases. Commands use the mechanism layers (`pg`,
-//! `pipeline`, `repo`) and never exit the process.
+//! reads as a short script of named phases. Commands use the mechanism layers (`pg`, `repo`,
+//! `manifest`, `patroni`) and never exit the process; stored bytes and the pipeline that
+//! encodes them belong to `repo`.
 
 pub mod archive_get;
 pub mod archive_push;
@@ -12,6 +13,7 @@ pub mod drills;
 pub mod expire;
 pub mod info;
 pub mod init;
+pub mod key;
 pub mod pin;
 pub mod restore;
 pub mod spool;

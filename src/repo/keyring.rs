@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CipherChoice, CipherConfig, Secret};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{CipherKeys, Digest, KdfParams, WrappedKey};
+pub use crate::pipeline::KdfParams;
+use crate::pipeline::{CipherKeys, Digest, WrappedKey};
 
 /// One passphrase's wrapping of the data key, as `repo.json` records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

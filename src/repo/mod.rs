@@ -66,6 +66,8 @@ pub struct Repo {
     local_root: Option<std::path::PathBuf>,
     /// The data key of an encrypted repository.
     cipher: Option<Arc<CipherKeys>>,
+    /// The key slot the passphrase opened.
+    key_slot: Option<String>,
     /// How WAL and backup files are compressed.
     compression: Compression,
     compress_threads: u32,
@@ -79,8 +81,11 @@ impl Repo {
         let (store, location) = store::build(cfg, false)?;
         let layout = Layout::new(&cfg.store, &cfg.cluster);
         let info = retry::transient(|| info::read(store.as_ref(), &layout, &location)).await?;
-        let keys = unlock(&info, cfg, &location).await?;
-        Ok(Repo::from_parts(store, layout, location, info, cfg, keys))
+        let unlocked = unlock(&info, cfg, &location).await?;
+        let slot = unlocked.as_ref().map(|(_, s)| s.clone());
+        let mut repo = Repo::from_parts(store, layout, location, info, cfg, unlocked.map(|u| u.0));
+        repo.key_slot = slot;
+        Ok(repo)
     }
 
     /// Assembles a repository from parts (used by `init`, which creates `repo.json`).
@@ -98,6 +103,7 @@ impl Repo {
             location,
             info,
             local_root: local_root(cfg),
+            key_slot: keys.as_ref().map(|_| "k1".to_string()),
             cipher: keys.map(Arc::new),
             compression: cfg.compression,
             compress_threads: cfg.compress_threads,
@@ -107,6 +113,11 @@ impl Repo {
     /// The data key of an encrypted repository (`pgkeep key add` wraps it again).
     pub fn data_key(&self) -> Option<&[u8; 32]> {
         self.cipher.as_deref().map(CipherKeys::data_key)
+    }
+
+    /// The id of the key slot the configured passphrase opened.
+    pub fn key_slot(&self) -> Option<&str> {
+        self.key_slot.as_deref()
     }
 
     /// Replaces `repo.json` and its copy after a change of key slots (`pgkeep key`). The
@@ -393,7 +404,7 @@ async fn unlock(
     info: &RepoInfo,
     cfg: &RepositoryConfig,
     location: &str,
-) -> Result<Option<CipherKeys>> {
+) -> Result<Option<(CipherKeys, String)>> {
     keyring::check_cipher(info.cipher, &cfg.cipher, location)?;
     if info.cipher == crate::config::CipherChoice::None {
         return Ok(None);
@@ -404,13 +415,13 @@ async fn unlock(
         info.key_check.clone().unwrap_or_default(),
         location.to_string(),
     );
-    let (keys, _) =
+    let opened =
         tokio::task::spawn_blocking(move || keyring::open_slots(&slots, &check, &pass, &location))
             .await
             .map_err(|e| {
                 Error::new(ErrorKind::Internal, format!("key unwrapping stopped: {e}"))
             })??;
-    Ok(Some(keys))
+    Ok(Some(opened))
 }
 
 fn local_root(cfg: &RepositoryConfig) -> Option<std::path::PathBuf> {
