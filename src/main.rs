@@ -241,7 +241,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
                     stored as f64 / 1048576.0,
                     r.manifest.start_lsn,
                     r.manifest.stop_lsn,
-                    r.manifest.timeline,
+                    r.manifest.timeline.0,
                     r.elapsed.as_secs_f64()
                 );
             }

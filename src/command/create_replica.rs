@@ -112,9 +112,9 @@ async fn wal_behind(connstring: &str, passfile: Option<&str>, backup: &Manifest)
         conn.close().await;
         Ok::<_, String>(ident.xlog_pos)
     };
-    match (asked.await, backup.stop_lsn()) {
-        (Ok(pos), Ok(stop)) => Some(pos.0.saturating_sub(stop.0)),
-        (Err(e), _) | (_, Err(e)) => {
+    match asked.await {
+        Ok(pos) => Some(pos.0.saturating_sub(backup.stop_lsn.0)),
+        Err(e) => {
             tracing::warn!("cannot measure the wal since backup {}: {e}", backup.id);
             None
         }

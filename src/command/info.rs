@@ -46,12 +46,8 @@ pub async fn run(cfg: &Config) -> Result<InfoReport> {
 impl InfoReport {
     /// Whether all WAL from the backup's start to its stop is in the archive.
     fn wal_complete(&self, m: &Manifest) -> bool {
-        match (m.start_lsn(), m.stop_lsn()) {
-            (Ok(start), Ok(stop)) => self
-                .wal
-                .covers(m.timeline(), start, stop, self.info.seg_size),
-            _ => false,
-        }
+        self.wal
+            .covers(m.timeline, m.start_lsn, m.stop_lsn, self.info.seg_size)
     }
 
     /// A readable table.
@@ -85,10 +81,10 @@ impl InfoReport {
                 m.id.as_str(),
                 kind(m),
                 m.parent.as_ref().map_or("-", |p| p.as_str()),
-                m.timeline,
-                m.start_lsn,
-                m.stop_lsn,
-                m.stop_time,
+                m.timeline.0,
+                m.start_lsn.to_string(),
+                m.stop_lsn.to_string(),
+                m.stop_time_text(),
                 plain as f64 / 1048576.0,
                 stored as f64 / 1048576.0,
                 if self.wal_complete(m) {
@@ -140,9 +136,9 @@ impl InfoReport {
                 let (plain, stored) = m.sizes();
                 serde_json::json!({
                     "id": m.id, "type": kind(m), "parent": m.parent, "depth": m.depth,
-                    "timeline": m.timeline,
-                    "start_lsn": m.start_lsn, "stop_lsn": m.stop_lsn,
-                    "start_time": m.start_time, "stop_time": m.stop_time,
+                    "timeline": m.timeline.0,
+                    "start_lsn": m.start_lsn.to_string(), "stop_lsn": m.stop_lsn.to_string(),
+                    "start_time": m.start_time_text(), "stop_time": m.stop_time_text(),
                     "size": plain, "stored_size": stored, "files": m.entries.len(),
                     "wal_complete": self.wal_complete(m), "wal_contents_verified": false,
                     "source": m.source,

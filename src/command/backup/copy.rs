@@ -18,7 +18,7 @@ use crate::manifest::{BackupId, EntryKind, ManifestEntry};
 use crate::pg::replication::ReplConn;
 use crate::pg::replication::base_backup::{BackupEvent, BaseBackup, BaseBackupOptions};
 use crate::pg::{Lsn, Timeline};
-use crate::pipeline::{self, EncodeOptions};
+use crate::pipeline::{self, Digest, EncodeOptions};
 use crate::repo::{Repo, RepoKey};
 
 /// What the copy phase produced.
@@ -177,7 +177,7 @@ async fn finish(worker: Option<(mpsc::Sender<Bytes>, Worker)>) -> Result<()> {
 #[derive(Default)]
 struct Stored {
     bytes: u64,
-    sha256: HashMap<u32, String>,
+    sha256: HashMap<u32, Digest>,
 }
 
 /// Encodes and stores each part (`concurrency` at a time, so compression runs on every core),
@@ -190,7 +190,7 @@ async fn upload_all(
     opts: EncodeOptions,
     concurrency: usize,
 ) -> Result<Vec<ManifestEntry>> {
-    type Done = (String, u32, u64, String);
+    type Done = (String, u32, u64, Digest);
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut uploads: JoinSet<Result<Done>> = JoinSet::new();
     let mut entries = Vec::new();
@@ -233,10 +233,7 @@ async fn upload_all(
                     .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode: {e}")))
             })
             .await?;
-            let (n, sha) = (
-                encoded.bytes.len() as u64,
-                encoded.header.sha256.to_string(),
-            );
+            let (n, sha) = (encoded.bytes.len() as u64, encoded.header.sha256);
             repo.put(&key, encoded.bytes.into()).await?;
             Ok((path, part, n, sha))
         });

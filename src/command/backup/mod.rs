@@ -15,8 +15,9 @@ pub mod source;
 pub mod wal;
 
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
+
+use chrono::SubsecRound;
 
 pub use plan::Requested;
 
@@ -92,11 +93,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     if let Some(note) = &plan.note {
         tracing::info!("taking a full backup: {note}");
     }
-    let parent = plan
-        .parent
-        .map(|m| pages::Parent::new(m).map(Arc::new))
-        .transpose()
-        .map_err(|e| Error::new(ErrorKind::Corrupt, format!("parent manifest: {e}")))?;
+    let parent = plan.parent.map(|m| Arc::new(pages::Parent::new(m)));
     let (id, start_time) = fresh_id(plan.kind, &taken).await;
 
     // Copy the data directory into the repository.
@@ -145,13 +142,14 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         kind: plan.kind,
         parent: parent.as_ref().map(|p| p.id.clone()),
         depth: parent.as_ref().map_or(0, |p| p.depth + 1),
-        system_id: ident.system_id.to_string(),
-        pg_version: version.major(),
-        timeline: copied.timeline.0,
-        start_lsn: copied.start.to_string(),
-        stop_lsn: copied.stop.to_string(),
-        start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        stop_time: consistent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        system_id: ident.system_id,
+        pg_version: version,
+        timeline: copied.timeline,
+        start_lsn: copied.start,
+        stop_lsn: copied.stop,
+        // As precise as the manifest stores them, so the committed manifest is this one.
+        start_time: start_time.trunc_subsecs(0),
+        stop_time: consistent_at.trunc_subsecs(3),
         source: match &source.member {
             Some(member) => format!("{member} ({})", describe_source(&params)),
             None => describe_source(&params),

@@ -138,12 +138,13 @@ async fn select(repo: &Repo, wanted: Option<&str>, target: &RecoveryTarget) -> R
         )
         .hint("take one with 'pgkeep backup'"));
     }
-    target.choose(&all)?.cloned().ok_or_else(|| {
+    target.choose(&all).cloned().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidInput,
             format!(
                 "no backup can reach {target}: the oldest ended at {} (lsn {})",
-                all[0].stop_time, all[0].stop_lsn
+                all[0].stop_time_text(),
+                all[0].stop_lsn
             ),
         )
         .hint("a point in time can only be restored from a backup that ended before it")

@@ -5,7 +5,6 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 
-use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
 use crate::pg::Lsn;
 
@@ -136,23 +135,13 @@ pub fn parse_name(s: &str) -> Result<String, String> {
 impl RecoveryTarget {
     /// The newest backup that can reach this target: for a time or an LSN, the newest that
     /// ended before it; otherwise the newest. `None` when no backup can reach it.
-    pub fn choose<'a>(&self, backups: &'a [Manifest]) -> Result<Option<&'a Manifest>> {
-        let ended_before = |m: &Manifest| -> Result<bool> {
-            Ok(match self {
-                RecoveryTarget::Time(_, t) => DateTime::parse_from_rfc3339(&m.stop_time)
-                    .map(|stop| stop <= *t)
-                    .map_err(|e| corrupt(m, e.to_string()))?,
-                RecoveryTarget::Lsn(l) => m.stop_lsn().map_err(|e| corrupt(m, e))? <= *l,
-                _ => true,
-            })
+    pub fn choose<'a>(&self, backups: &'a [Manifest]) -> Option<&'a Manifest> {
+        let ended_before = |m: &Manifest| match self {
+            RecoveryTarget::Time(_, t) => m.stop_time <= *t,
+            RecoveryTarget::Lsn(l) => m.stop_lsn <= *l,
+            _ => true,
         };
-        let mut found = None;
-        for m in backups {
-            if ended_before(m)? {
-                found = Some(m);
-            }
-        }
-        Ok(found)
+        backups.iter().rfind(|m| ended_before(m))
     }
 
     /// Checks what a library caller built by hand as the flags' parsers would.
@@ -194,23 +183,16 @@ impl fmt::Display for RecoveryTarget {
     }
 }
 
-fn corrupt(m: &Manifest, e: String) -> Error {
-    Error::new(
-        ErrorKind::Corrupt,
-        format!("manifest of backup {} is damaged: {e}", m.id),
-    )
-    .hint("restore another backup with --backup")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn backup(id: &str, stop_time: &str, stop_lsn: &str) -> Manifest {
+        let stop_time = stop_time.parse().unwrap();
         Manifest {
-            stop_lsn: stop_lsn.into(),
-            start_time: stop_time.into(),
-            stop_time: stop_time.into(),
+            stop_lsn: stop_lsn.parse().unwrap(),
+            start_time: stop_time,
+            stop_time,
             ..Manifest::fixture(id)
         }
     }
@@ -222,7 +204,7 @@ mod tests {
             backup("20261121T100000Z-F", "2026-11-21T10:05:00Z", "0/9000000"),
         ];
         let t = |s: &str| RecoveryTarget::Time(s.into(), parse_time(s).unwrap());
-        let id = |r: &RecoveryTarget| r.choose(&b).unwrap().map(|m| m.id.to_string());
+        let id = |r: &RecoveryTarget| r.choose(&b).map(|m| m.id.to_string());
         assert_eq!(
             id(&t("2026-11-21 12:00:00+00")).as_deref(),
             Some("20261121T100000Z-F")

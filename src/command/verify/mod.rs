@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
 use crate::pg::{WalFileName, WalSegmentName};
-use crate::pipeline;
+use crate::pipeline::{self, Digest};
 use crate::repo::{Repo, RepoKey};
 
 #[derive(Debug, Clone, Default)]
@@ -118,12 +118,35 @@ impl VerifyReport {
 }
 
 /// One stored object a backup needs: where it is and what it must hash to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Needed {
     backup: String,
     path: String,
     part: u32,
-    sha256: Option<String>,
+    sha256: Option<Digest>,
+}
+
+impl Needed {
+    fn key(&self) -> (&str, &str, u32, Option<[u8; 32]>) {
+        (
+            &self.backup,
+            &self.path,
+            self.part,
+            self.sha256.map(|d| d.0),
+        )
+    }
+}
+
+impl Ord for Needed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for Needed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
@@ -202,11 +225,7 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
     let summary = WalSummary::new(&names, seg);
     let mut wal_problems = Vec::new();
     for m in &selected {
-        let Ok(start) = m.start_lsn() else {
-            wal_problems.push(format!("backup {}: unreadable start lsn", m.id));
-            continue;
-        };
-        let from = WalSegmentName::containing(m.timeline(), start, seg);
+        let from = WalSegmentName::containing(m.timeline, m.start_lsn, seg);
         for missing in summary.missing_from(from, seg) {
             wal_problems.push(format!(
                 "{missing} missing (backup {} replays from {})",
@@ -217,7 +236,7 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
     }
     let oldest_tli = selected
         .iter()
-        .map(|m| m.timeline)
+        .map(|m| m.timeline.0)
         .min()
         .unwrap_or(u32::MAX);
     for g in summary.gaps.iter().filter(|g| g.timeline > oldest_tli) {
@@ -261,8 +280,7 @@ fn vouched_for(
         false => 0,
         true => selected
             .iter()
-            .filter_map(|m| m.start_lsn().ok())
-            .map(|l| l.0 / u64::from(seg.bytes()))
+            .map(|m| m.start_lsn.0 / u64::from(seg.bytes()))
             .min()
             .unwrap_or(0),
     };
@@ -291,7 +309,7 @@ fn needed(m: &Manifest) -> Vec<Needed> {
                     backup: l.backup.to_string(),
                     path: e.path.clone(),
                     part,
-                    sha256: l.part_sha256.get(part as usize).cloned(),
+                    sha256: l.part_sha256.get(part as usize).copied(),
                 });
             }
         }
@@ -314,12 +332,12 @@ async fn check(repo: &Repo, n: &Needed) -> (u64, Option<String>) {
         Ok(None) => return (0, Some(format!("{what}: missing"))),
         Err(e) => return (0, Some(format!("{what}: cannot read: {}", e.one_line()))),
     };
-    let want = n.sha256.clone();
+    let want = n.sha256;
     let decoded = blocking(move || {
         Ok(pipeline::decode(&stored, std::io::sink())
             .map_err(|e| e.to_string())
             .and_then(|h| match want {
-                Some(w) if w != h.sha256.to_string() => Err(format!(
+                Some(w) if w != h.sha256 => Err(format!(
                     "not the part its manifest committed (sha256 {}, expected {w})",
                     h.sha256
                 )),
