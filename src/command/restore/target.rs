@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 
 use crate::manifest::Manifest;
-use crate::pg::Lsn;
+use crate::pg::{Lsn, TimelineHistory};
 
 /// Where recovery stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,15 +133,22 @@ pub fn parse_name(s: &str) -> Result<String, String> {
 }
 
 impl RecoveryTarget {
-    /// The newest backup that can reach this target: for a time or an LSN, the newest that
-    /// ended before it; otherwise the newest. `None` when no backup can reach it.
-    pub fn choose<'a>(&self, backups: &'a [Manifest]) -> Option<&'a Manifest> {
+    /// The newest backup that can reach this target along timeline `history` (any timeline
+    /// when `None`): of the backups whose end lies on that history (their timeline is the
+    /// target timeline or an ancestor it left after their end), for a time or an LSN the newest
+    /// that ended before it; otherwise the newest. `None` when no backup can reach it.
+    pub fn choose<'a>(
+        &self,
+        backups: &'a [Manifest],
+        history: Option<&TimelineHistory>,
+    ) -> Option<&'a Manifest> {
         let ended_before = |m: &Manifest| match self {
             RecoveryTarget::Time(_, t) => m.stop_time <= *t,
             RecoveryTarget::Lsn(l) => m.stop_lsn <= *l,
             _ => true,
         };
-        backups.iter().rfind(|m| ended_before(m))
+        let on_history = |m: &Manifest| history.is_none_or(|h| h.contains(m.timeline, m.stop_lsn));
+        backups.iter().rfind(|m| on_history(m) && ended_before(m))
     }
 
     /// Checks what a library caller built by hand as the flags' parsers would.
@@ -186,6 +193,7 @@ impl fmt::Display for RecoveryTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::Timeline;
 
     fn backup(id: &str, stop_time: &str, stop_lsn: &str) -> Manifest {
         let stop_time = stop_time.parse().unwrap();
@@ -204,7 +212,7 @@ mod tests {
             backup("20261121T100000Z-F", "2026-11-21T10:05:00Z", "0/9000000"),
         ];
         let t = |s: &str| RecoveryTarget::Time(s.into(), parse_time(s).unwrap());
-        let id = |r: &RecoveryTarget| r.choose(&b).map(|m| m.id.to_string());
+        let id = |r: &RecoveryTarget| r.choose(&b, None).map(|m| m.id.to_string());
         assert_eq!(
             id(&t("2026-11-21 12:00:00+00")).as_deref(),
             Some("20261121T100000Z-F")
@@ -227,6 +235,51 @@ mod tests {
             id(&RecoveryTarget::Latest).as_deref(),
             Some("20261121T100000Z-F")
         );
+    }
+
+    #[test]
+    fn a_backup_is_a_candidate_only_on_the_history_of_the_target_timeline() {
+        // Timeline 2 branched from timeline 1 at 0/5000000.
+        let tl2 =
+            TimelineHistory::parse("1\t0/5000000\tno recovery target\n", Timeline(2)).unwrap();
+        let on = |tli: u32, id: &str, stop: &str| Manifest {
+            timeline: Timeline(tli),
+            ..backup(id, "2026-11-20T10:05:00Z", stop)
+        };
+        let before = on(1, "20261120T100000Z-F", "0/4000000");
+        let after = on(1, "20261121T100000Z-F", "0/6000000");
+        let chosen = |b: &[Manifest], h: Option<&TimelineHistory>| {
+            RecoveryTarget::Latest
+                .choose(b, h)
+                .map(|m| m.id.to_string())
+        };
+        assert_eq!(
+            chosen(&[after.clone()], Some(&tl2)),
+            None,
+            "timeline 1 past the branch point is not on timeline 2"
+        );
+        assert_eq!(
+            chosen(&[before.clone(), after.clone()], Some(&tl2)).as_deref(),
+            Some("20261120T100000Z-F"),
+            "ended before timeline 2 branched off"
+        );
+        let tl1 = TimelineHistory::first(Timeline(1));
+        assert_eq!(
+            chosen(&[before.clone(), after.clone()], Some(&tl1)).as_deref(),
+            Some("20261121T100000Z-F")
+        );
+        let later = on(2, "20261122T100000Z-F", "0/7000000");
+        let all = [before, after, later];
+        assert_eq!(
+            chosen(&all, Some(&tl2)).as_deref(),
+            Some("20261122T100000Z-F")
+        );
+        assert_eq!(
+            chosen(&all, Some(&tl1)).as_deref(),
+            Some("20261121T100000Z-F"),
+            "a backup of a later timeline is not on timeline 1"
+        );
+        assert_eq!(chosen(&all, None).as_deref(), Some("20261122T100000Z-F"));
     }
 
     #[test]
