@@ -254,7 +254,7 @@ mod tests {
                 .map(|m| m.id.to_string())
         };
         assert_eq!(
-            chosen(&[after.clone()], Some(&tl2)),
+            chosen(std::slice::from_ref(&after), Some(&tl2)),
             None,
             "timeline 1 past the branch point is not on timeline 2"
         );
