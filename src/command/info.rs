@@ -129,6 +129,10 @@ impl InfoReport {
     }
 
     pub fn json(&self) -> String {
+        self.json_value().to_string()
+    }
+
+    fn json_value(&self) -> serde_json::Value {
         let backups: Vec<serde_json::Value> = self
             .backups
             .iter()
@@ -156,7 +160,20 @@ impl InfoReport {
             "damaged": self.damaged.iter().map(|(id, why)| serde_json::json!({"id": id, "error": why})).collect::<Vec<_>>(),
             "wal": self.wal,
         })
-        .to_string()
+    }
+}
+
+/// What `pgkeep info` prints: [`InfoReport::table`].
+impl std::fmt::Display for InfoReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.table())
+    }
+}
+
+/// What `pgkeep info --json` prints: [`InfoReport::json`].
+impl serde::Serialize for InfoReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.json_value().serialize(s)
     }
 }
 

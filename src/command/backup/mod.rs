@@ -44,6 +44,41 @@ pub struct BackupReport {
     pub elapsed: Duration,
 }
 
+impl BackupReport {
+    /// What the operator must hear of even when the backup succeeded: pages whose checksum
+    /// failed.
+    pub fn warning(&self) -> Option<String> {
+        let (bad_files, bad_pages) = self.manifest.bad_pages();
+        (bad_pages > 0).then(|| format!(
+            "{bad_pages} page(s) in {bad_files} file(s) failed their checksum; see 'pgkeep info --json'"
+        ))
+    }
+}
+
+/// The line `pgkeep backup` prints.
+impl std::fmt::Display for BackupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.manifest;
+        let (plain, stored) = m.sizes();
+        writeln!(
+            f,
+            "{} backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
+            match m.kind {
+                crate::manifest::BackupKind::Full => "full",
+                crate::manifest::BackupKind::Incremental => "incremental",
+            },
+            m.id,
+            m.entries.len(),
+            plain as f64 / 1048576.0,
+            stored as f64 / 1048576.0,
+            m.start_lsn,
+            m.stop_lsn,
+            m.timeline.0,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
 pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
     // One backup at a time per repository: the lease makes every folder without a manifest
     // the leftover of an interrupted run, safe to remove.

@@ -9,6 +9,7 @@
 //! manifest is reported and keeps its folder, what it may be built on, and all WAL.
 
 pub mod plan;
+mod report;
 
 use chrono::Utc;
 

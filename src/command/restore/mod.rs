@@ -75,10 +75,34 @@ pub struct RestoreReport {
     /// Files written, and their bytes (with --delta, matching files are not written).
     pub files: usize,
     pub bytes: u64,
+    /// Whether this was a restore in place (--delta).
+    pub delta: bool,
     /// With --delta: files kept as they were, and entries removed.
     pub kept: usize,
     pub removed: usize,
     pub elapsed: Duration,
+}
+
+/// The line `pgkeep restore` prints.
+impl std::fmt::Display for RestoreReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = if self.delta {
+            format!(
+                " ({} kept as they were, {} removed)",
+                self.kept, self.removed
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "restored backup {}: {} files, {:.1} MiB{kept} in {:.1} s; start PostgreSQL to replay the archive",
+            self.backup,
+            self.files,
+            self.bytes as f64 / 1048576.0,
+            self.elapsed.as_secs_f64()
+        )
+    }
 }
 
 pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
@@ -115,6 +139,7 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
         backup: manifest.id.to_string(),
         files: count + n,
         bytes: bytes + b,
+        delta: args.delta,
         kept: total - count - n,
         removed,
         elapsed: began.elapsed(),

@@ -75,6 +75,18 @@ impl VerifyReport {
             .chain(self.wal_problems.iter())
     }
 
+    /// The command's verdict: an error naming the count when anything is damaged.
+    pub fn verdict(&self) -> Result<()> {
+        match self.problems() {
+            0 => Ok(()),
+            n => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("verify found {n} problem(s) in {}", self.repository),
+            )
+            .hint("each line above names a damaged object; restore from a backup verify passes, and take a new full backup once the damage is understood")),
+        }
+    }
+
     pub fn table(&self) -> String {
         let mut out = format!("verify {}\n", self.repository);
         for p in &self.repo_problems {
@@ -114,6 +126,13 @@ impl VerifyReport {
             out.push_str(&format!("wal: {p}\n"));
         }
         out
+    }
+}
+
+/// What `pgkeep verify` prints: [`VerifyReport::table`].
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.table())
     }
 }
 
