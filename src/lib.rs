@@ -10,12 +10,15 @@
 //! pipeline/   MECHANISM, bytes only: sha256 while streaming, zstd, the object header
 //! repo/       MECHANISM: the only module that knows object keys (layout), stores (store),
 //!             repo.json (info), creating a repository (create), leases
-//! manifest/   MECHANISM: one backup's source of truth (files, layers, part checksums)
+//! manifest/   MECHANISM: one backup's source of truth (files, layers, part checksums), its
+//!             fields typed (SystemId, Lsn, Timeline, times, Digest) and stored as text
 //! patroni/    MECHANISM: Patroni's REST API (GET /cluster, health checks) and the choice of
 //!             the member a backup reads from
 //! localfs     MECHANISM: durable local writes (temp, fsync, rename, fsync dir)
-//! command/    USE-CASES: one module per CLI command, `run(&Config, Args) -> Result<Report>`
-//! main.rs     entry point: CLI -> config -> one command -> exit code
+//! command/    USE-CASES: one module per CLI command, `run(&Config, Args) -> Result<Report>`;
+//!             each report renders itself (`Display`, and `Serialize` for `--json`)
+//! cli/        the command line (clap), and `options`: a subcommand -> its command's Args
+//! main.rs     entry point: CLI -> config -> one command -> exit code; dispatch only
 //! ```
 //!
 //! Data flow of the hot path:

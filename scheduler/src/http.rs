@@ -94,11 +94,9 @@ fn registry(s: &Status, clock: &Clock) -> Registry {
     let last_backup = Family::<Labels, FloatGauge>::default();
     let backup_duration = Family::<Labels, FloatGauge>::default();
     for (kind, b) in &s.repository.newest_backup {
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&b.stop_time) {
-            last_backup
-                .get_or_create(&label("type", kind))
-                .set(t.timestamp_millis() as f64 / 1000.0);
-        }
+        last_backup
+            .get_or_create(&label("type", kind))
+            .set(b.stop_time.timestamp_millis() as f64 / 1000.0);
         if let Some(d) = b.duration_seconds {
             backup_duration.get_or_create(&label("type", kind)).set(d);
         }

@@ -63,8 +63,14 @@ pub struct JobStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupSeen {
     pub id: String,
-    pub stop_time: String,
+    /// Shown as the manifest stores it (RFC 3339, milliseconds).
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub stop_time: DateTime<Utc>,
     pub duration_seconds: Option<f64>,
+}
+
+fn rfc3339_millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -151,16 +157,14 @@ pub async fn refresh_repository(cfg: &pgkeep::config::Config, shared: &Shared) -
             pgkeep::manifest::BackupKind::Full => "full",
             pgkeep::manifest::BackupKind::Incremental => "incr",
         };
-        let started = DateTime::parse_from_rfc3339(&m.start_time).ok();
-        let stopped = DateTime::parse_from_rfc3339(&m.stop_time).ok();
         newest.insert(
             kind.to_string(),
             BackupSeen {
                 id: m.id.to_string(),
-                stop_time: m.stop_time.clone(),
-                duration_seconds: started
-                    .zip(stopped)
-                    .map(|(a, b)| (b - a).num_milliseconds() as f64 / 1000.0),
+                stop_time: m.stop_time,
+                duration_seconds: Some(
+                    (m.stop_time - m.start_time).num_milliseconds() as f64 / 1000.0,
+                ),
             },
         );
     }

@@ -18,7 +18,26 @@ pub struct BootstrapArgs {
     pub target: RecoveryTarget,
 }
 
-pub async fn run(cfg: &Config, args: BootstrapArgs) -> Result<RestoreReport> {
+/// What the clone's restore did.
+#[derive(Debug, Clone)]
+pub struct BootstrapReport(pub RestoreReport);
+
+/// The line `pgkeep bootstrap` prints.
+impl std::fmt::Display for BootstrapReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.0;
+        writeln!(
+            f,
+            "clone bootstrapped from backup {}: {} files, {:.1} MiB in {:.1} s; recovery promotes at the target",
+            r.backup,
+            r.files,
+            r.bytes as f64 / 1048576.0,
+            r.elapsed.as_secs_f64()
+        )
+    }
+}
+
+pub async fn run(cfg: &Config, args: BootstrapArgs) -> Result<BootstrapReport> {
     restore::run(
         cfg,
         RestoreArgs {
@@ -38,4 +57,5 @@ pub async fn run(cfg: &Config, args: BootstrapArgs) -> Result<RestoreReport> {
         },
     )
     .await
+    .map(BootstrapReport)
 }

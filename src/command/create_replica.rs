@@ -32,6 +32,24 @@ pub struct CreateReplicaReport {
     pub wal_behind: Option<u64>,
 }
 
+/// The line `pgkeep create-replica` prints.
+impl std::fmt::Display for CreateReplicaReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.restore;
+        writeln!(
+            f,
+            "replica created from backup {}: {} files, {:.1} MiB in {:.1} s{}",
+            r.backup,
+            r.files,
+            r.bytes as f64 / 1048576.0,
+            r.elapsed.as_secs_f64(),
+            self.wal_behind
+                .map(|b| format!(", {:.1} MiB of wal to replay", b as f64 / 1048576.0))
+                .unwrap_or_default()
+        )
+    }
+}
+
 pub async fn run(cfg: &Config, args: CreateReplicaArgs) -> Result<CreateReplicaReport> {
     // The newest backup, or decline: Patroni then copies from the leader.
     let repo = Repo::open(&cfg.repository).await?;
@@ -112,9 +130,9 @@ async fn wal_behind(connstring: &str, passfile: Option<&str>, backup: &Manifest)
         conn.close().await;
         Ok::<_, String>(ident.xlog_pos)
     };
-    match (asked.await, backup.stop_lsn()) {
-        (Ok(pos), Ok(stop)) => Some(pos.0.saturating_sub(stop.0)),
-        (Err(e), _) | (_, Err(e)) => {
+    match asked.await {
+        Ok(pos) => Some(pos.0.saturating_sub(backup.stop_lsn.0)),
+        Err(e) => {
             tracing::warn!("cannot measure the wal since backup {}: {e}", backup.id);
             None
         }

@@ -46,12 +46,8 @@ pub async fn run(cfg: &Config) -> Result<InfoReport> {
 impl InfoReport {
     /// Whether all WAL from the backup's start to its stop is in the archive.
     fn wal_complete(&self, m: &Manifest) -> bool {
-        match (m.start_lsn(), m.stop_lsn()) {
-            (Ok(start), Ok(stop)) => self
-                .wal
-                .covers(m.timeline(), start, stop, self.info.seg_size),
-            _ => false,
-        }
+        self.wal
+            .covers(m.timeline, m.start_lsn, m.stop_lsn, self.info.seg_size)
     }
 
     /// A readable table.
@@ -85,10 +81,10 @@ impl InfoReport {
                 m.id.as_str(),
                 kind(m),
                 m.parent.as_ref().map_or("-", |p| p.as_str()),
-                m.timeline,
-                m.start_lsn,
-                m.stop_lsn,
-                m.stop_time,
+                m.timeline.0,
+                m.start_lsn.to_string(),
+                m.stop_lsn.to_string(),
+                m.stop_time_text(),
                 plain as f64 / 1048576.0,
                 stored as f64 / 1048576.0,
                 if self.wal_complete(m) {
@@ -133,6 +129,10 @@ impl InfoReport {
     }
 
     pub fn json(&self) -> String {
+        self.json_value().to_string()
+    }
+
+    fn json_value(&self) -> serde_json::Value {
         let backups: Vec<serde_json::Value> = self
             .backups
             .iter()
@@ -140,9 +140,9 @@ impl InfoReport {
                 let (plain, stored) = m.sizes();
                 serde_json::json!({
                     "id": m.id, "type": kind(m), "parent": m.parent, "depth": m.depth,
-                    "timeline": m.timeline,
-                    "start_lsn": m.start_lsn, "stop_lsn": m.stop_lsn,
-                    "start_time": m.start_time, "stop_time": m.stop_time,
+                    "timeline": m.timeline.0,
+                    "start_lsn": m.start_lsn.to_string(), "stop_lsn": m.stop_lsn.to_string(),
+                    "start_time": m.start_time_text(), "stop_time": m.stop_time_text(),
                     "size": plain, "stored_size": stored, "files": m.entries.len(),
                     "wal_complete": self.wal_complete(m), "wal_contents_verified": false,
                     "source": m.source,
@@ -160,7 +160,20 @@ impl InfoReport {
             "damaged": self.damaged.iter().map(|(id, why)| serde_json::json!({"id": id, "error": why})).collect::<Vec<_>>(),
             "wal": self.wal,
         })
-        .to_string()
+    }
+}
+
+/// What `pgkeep info` prints: [`InfoReport::table`].
+impl std::fmt::Display for InfoReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.table())
+    }
+}
+
+/// What `pgkeep info --json` prints: [`InfoReport::json`].
+impl serde::Serialize for InfoReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.json_value().serialize(s)
     }
 }
 

@@ -23,6 +23,25 @@ pub struct InitReport {
     pub existed: bool,
 }
 
+/// The line `pgkeep init` prints.
+impl std::fmt::Display for InitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} repository {} for system id {} (postgresql {}, {} MiB segments, create-if-absent {})",
+            if self.existed { "found" } else { "created" },
+            self.location,
+            self.info.system_id,
+            self.info.version,
+            self.info.seg_size.bytes() >> 20,
+            match self.info.create_mode {
+                CreateMode::Enforced => "enforced by the store",
+                CreateMode::Emulated => "emulated (store ignores If-None-Match)",
+            }
+        )
+    }
+}
+
 pub async fn run(cfg: &Config, args: InitArgs) -> Result<InitReport> {
     // Identify the cluster: pg_control of its data directory, else a live connection.
     let identity = identify(cfg, &args).await?;

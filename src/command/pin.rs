@@ -35,6 +35,45 @@ fn parse(id: &str, repo: &Repo) -> Result<BackupId> {
     })
 }
 
+/// Pin (`pinned`) or unpin backup `id`.
+#[derive(Debug, Clone)]
+pub struct PinArgs {
+    pub id: String,
+    pub pinned: bool,
+}
+
+/// What `pgkeep pin` / `unpin` did.
+#[derive(Debug, Clone)]
+pub struct PinReport {
+    pub id: String,
+    pub pinned: bool,
+}
+
+/// The line `pgkeep pin` / `unpin` prints.
+impl std::fmt::Display for PinReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pinned {
+            true => writeln!(
+                f,
+                "pinned backup {}: expire keeps it and what it is built on",
+                self.id
+            ),
+            false => writeln!(f, "unpinned backup {}", self.id),
+        }
+    }
+}
+
+pub async fn run(cfg: &Config, args: PinArgs) -> Result<PinReport> {
+    match args.pinned {
+        true => pin(cfg, &args.id).await?,
+        false => unpin(cfg, &args.id).await?,
+    }
+    Ok(PinReport {
+        id: args.id,
+        pinned: args.pinned,
+    })
+}
+
 pub async fn pin(cfg: &Config, id: &str) -> Result<()> {
     let repo = Repo::open(&cfg.repository).await?;
     if backups::load(&repo, id).await?.is_none() {

@@ -2,13 +2,16 @@
 //! covers, and every file with its size, mode, sha256 and where its bytes live. A backup exists
 //! if and only if its manifest is stored; the manifest is written last.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
 pub use crate::repo::{BackupId, BackupKind};
+use crate::repo::Digest;
 
 pub mod delta;
 pub mod drill;
+mod fields;
 mod stored;
 mod validate;
 
@@ -29,7 +32,8 @@ pub enum EntryKind {
     /// may differ from in pages it did not need (hint bits, which PostgreSQL does not log).
     File {
         size: u64,
-        sha256: String,
+        #[serde(with = "fields::digest")]
+        sha256: Digest,
         /// Blocks whose page checksum failed when the backup read them (reported, not fatal).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         bad_pages: Vec<u32>,
@@ -56,8 +60,12 @@ pub struct Layer {
     /// the committed manifest and so can rebuild the parts of one file in parallel. Empty in
     /// manifests written before parts were recorded; such files are hashed whole after the
     /// rebuild instead.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub part_sha256: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "fields::digests"
+    )]
+    pub part_sha256: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,14 +93,22 @@ pub struct Manifest {
     /// Incrementals between this backup and its full (0 for a full).
     #[serde(default)]
     pub depth: u32,
-    pub system_id: String,
-    pub pg_version: u32,
-    pub timeline: u32,
-    pub start_lsn: String,
-    pub stop_lsn: String,
-    pub start_time: String,
-    /// When BASE_BACKUP ended (RFC 3339, milliseconds): no recovery target may be earlier.
-    pub stop_time: String,
+    #[serde(with = "fields::text")]
+    pub system_id: SystemId,
+    #[serde(with = "fields::pg_version")]
+    pub pg_version: PgVersion,
+    #[serde(with = "fields::timeline")]
+    pub timeline: Timeline,
+    #[serde(with = "fields::text")]
+    pub start_lsn: Lsn,
+    #[serde(with = "fields::text")]
+    pub stop_lsn: Lsn,
+    /// When the backup started (stored to the second).
+    #[serde(with = "fields::time_secs")]
+    pub start_time: DateTime<Utc>,
+    /// When BASE_BACKUP ended (stored to the millisecond): no recovery target may be earlier.
+    #[serde(with = "fields::time_millis")]
+    pub stop_time: DateTime<Utc>,
     pub source: String,
     pub entries: Vec<ManifestEntry>,
 }
@@ -108,13 +124,13 @@ impl Manifest {
             kind: BackupKind::Full,
             parent: None,
             depth: 0,
-            system_id: "1".into(),
-            pg_version: 15,
-            timeline: 1,
-            start_lsn: "0/1000028".into(),
-            stop_lsn: "0/2000100".into(),
-            start_time: String::new(),
-            stop_time: String::new(),
+            system_id: SystemId(1),
+            pg_version: PgVersion::new(15).expect("a supported version"),
+            timeline: Timeline(1),
+            start_lsn: Lsn(0x100_0028),
+            stop_lsn: Lsn(0x200_0100),
+            start_time: DateTime::UNIX_EPOCH,
+            stop_time: DateTime::UNIX_EPOCH,
             source: String::new(),
             entries: vec![],
         }
@@ -122,24 +138,14 @@ impl Manifest {
 }
 
 impl Manifest {
-    pub fn system_id(&self) -> Result<SystemId, String> {
-        self.system_id.parse()
+    /// `start_time` as the manifest stores it: `2026-11-21T22:00:00Z`.
+    pub fn start_time_text(&self) -> String {
+        fields::secs_text(&self.start_time)
     }
 
-    pub fn version(&self) -> Result<PgVersion, String> {
-        PgVersion::new(self.pg_version)
-    }
-
-    pub fn timeline(&self) -> Timeline {
-        Timeline(self.timeline)
-    }
-
-    pub fn start_lsn(&self) -> Result<Lsn, String> {
-        self.start_lsn.parse()
-    }
-
-    pub fn stop_lsn(&self) -> Result<Lsn, String> {
-        self.stop_lsn.parse()
+    /// `stop_time` as the manifest stores it: `2026-11-21T22:00:05.100Z`.
+    pub fn stop_time_text(&self) -> String {
+        fields::millis_text(&self.stop_time)
     }
 
     /// Files with pages whose checksum failed, and how many such pages.
@@ -238,6 +244,54 @@ mod tests {
         assert_eq!(m.sizes(), (3, 60));
     }
 
+    /// A manifest exactly as the string-typed manifest (before typed fields) wrote it: it
+    /// parses, and re-serialises byte for byte.
+    const TODAYS_FORMAT: &str = include_str!("testdata/manifest-v1.json");
+
+    #[test]
+    fn a_manifest_of_the_string_typed_format_parses_and_reserialises_identically() {
+        let m: Manifest = serde_json::from_str(TODAYS_FORMAT.trim_end()).unwrap();
+        assert_eq!(m.system_id, SystemId(7304935434117232661));
+        assert_eq!(m.pg_version.major(), 15);
+        assert_eq!(m.timeline, Timeline(2));
+        assert_eq!(
+            (m.start_lsn, m.stop_lsn),
+            (Lsn(0x1_0000_0028), Lsn(0x1_0000_0100))
+        );
+        assert_eq!(m.stop_time.timestamp_subsec_millis(), 100);
+        assert_eq!(serde_json::to_string(&m).unwrap(), TODAYS_FORMAT.trim_end());
+    }
+
+    #[test]
+    fn malformed_typed_fields_are_refused_when_read() {
+        let json = TODAYS_FORMAT.trim_end();
+        for (from, to) in [
+            (
+                "\"system_id\":\"7304935434117232661\"",
+                "\"system_id\":\"x\"",
+            ),
+            ("\"pg_version\":15", "\"pg_version\":9"),
+            ("\"timeline\":2", "\"timeline\":0"),
+            ("\"start_lsn\":\"1/28\"", "\"start_lsn\":\"zz\""),
+            (
+                "\"stop_time\":\"2026-11-21T22:00:05.100Z\"",
+                "\"stop_time\":\"\"",
+            ),
+            (
+                "\"start_time\":\"2026-11-21T22:00:00Z\"",
+                "\"start_time\":\"t0\"",
+            ),
+            ("\"sha256\":\"2389", "\"sha256\":\"zz89"),
+        ] {
+            assert!(json.contains(from), "{from}");
+            let bad = json.replacen(from, to, 1);
+            assert!(
+                serde_json::from_str::<Manifest>(&bad).is_err(),
+                "{to} accepted"
+            );
+        }
+    }
+
     pub(super) fn sample() -> Manifest {
         Manifest {
             format: FORMAT_VERSION,
@@ -245,13 +299,13 @@ mod tests {
             kind: BackupKind::Full,
             parent: None,
             depth: 0,
-            system_id: "7".into(),
-            pg_version: 15,
-            timeline: 1,
-            start_lsn: "0/2000028".into(),
-            stop_lsn: "0/2000100".into(),
-            start_time: "t0".into(),
-            stop_time: "t1".into(),
+            system_id: SystemId(7),
+            pg_version: PgVersion::new(15).unwrap(),
+            timeline: Timeline(1),
+            start_lsn: Lsn(0x200_0028),
+            stop_lsn: Lsn(0x200_0100),
+            start_time: "2026-11-21T22:00:00Z".parse().unwrap(),
+            stop_time: "2026-11-21T22:00:05.123Z".parse().unwrap(),
             source: "host=x".into(),
             entries: vec![
                 ManifestEntry {
@@ -266,7 +320,7 @@ mod tests {
                     mtime: 1,
                     kind: EntryKind::File {
                         size: 3,
-                        sha256: "ab".into(),
+                        sha256: Digest::of(b"15\n"),
                         bad_pages: vec![],
                         layers: vec![Layer {
                             backup: "20261121T220000Z-F".parse().unwrap(),
@@ -274,7 +328,7 @@ mod tests {
                             parts: 1,
                             size: 3,
                             stored_size: 60,
-                            part_sha256: vec!["ab".into()],
+                            part_sha256: vec![Digest::of(b"15\n")],
                         }],
                     },
                 },

@@ -67,6 +67,23 @@ impl TimelineHistory {
         }
         Ok(TimelineHistory { timeline, switches })
     }
+
+    /// The history of a timeline that branched from none: timeline 1, the start of a cluster.
+    pub fn first(timeline: Timeline) -> Self {
+        TimelineHistory {
+            timeline,
+            switches: Vec::new(),
+        }
+    }
+
+    /// Whether position `lsn` of timeline `tli` lies on this timeline's history: `tli` is this
+    /// timeline, or an ancestor it left at a switch point not before `lsn`. WAL up to the
+    /// switch point is shared by parent and child (PostgreSQL refuses a recovery only when
+    /// the switch point precedes the backup's end, so `lsn` at the switch point is in).
+    pub fn contains(&self, tli: Timeline, lsn: Lsn) -> bool {
+        tli == self.timeline
+            || (self.switches.iter()).any(|s| s.parent == tli && lsn <= s.switch_lsn)
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +97,34 @@ mod tests {
         assert_eq!(h.switches.len(), 2);
         assert_eq!(h.switches[1].parent, Timeline(2));
         assert_eq!(h.switches[0].switch_lsn, "0/3000158".parse().unwrap());
+    }
+
+    #[test]
+    fn a_position_is_on_the_history_up_to_where_it_left_its_timeline() {
+        let lsn = |s: &str| s.parse::<Lsn>().unwrap();
+        let h = TimelineHistory::parse("1\t0/3000158\n2\t0/5000000\n", Timeline(3)).unwrap();
+        assert!(h.contains(Timeline(1), lsn("0/3000000")));
+        assert!(
+            h.contains(Timeline(1), lsn("0/3000158")),
+            "the switch point is shared"
+        );
+        assert!(
+            !h.contains(Timeline(1), lsn("0/3000159")),
+            "after timeline 2 branched"
+        );
+        assert!(h.contains(Timeline(2), lsn("0/4000000")));
+        assert!(!h.contains(Timeline(2), lsn("0/6000000")));
+        assert!(
+            h.contains(Timeline(3), lsn("FF/0")),
+            "its own timeline, any position"
+        );
+        assert!(
+            !h.contains(Timeline(4), lsn("0/1")),
+            "a later timeline is no ancestor"
+        );
+        let first = TimelineHistory::first(Timeline(1));
+        assert!(first.contains(Timeline(1), lsn("0/1")));
+        assert!(!first.contains(Timeline(2), lsn("0/1")));
     }
 
     #[test]

@@ -57,10 +57,7 @@ pub async fn run(
         &format!("restore test {run_id}"),
     )
     .await?;
-    let major = manifest
-        .version()
-        .map_err(|e| Error::new(ErrorKind::Corrupt, e))?
-        .major();
+    let major = manifest.pg_version.major();
     let mut sb = sandbox::create(rt, &run_id, major).await?;
     tracing::info!(run = run_id, backup = %manifest.id, sandbox = sb.kind(), "restore test started");
 
@@ -132,9 +129,7 @@ async fn drill(
     deadline: Instant,
     body: &mut Body,
 ) -> Result<()> {
-    let bad = |e: String| Error::new(ErrorKind::Corrupt, e);
-    let stop_lsn = m.stop_lsn().map_err(bad)?;
-    let start_lsn = m.start_lsn().map_err(bad)?;
+    let (stop_lsn, start_lsn) = (m.stop_lsn, m.start_lsn);
     // The canary goes into the source's WAL before the WAL to replay is staged.
     let canary = match rt.target {
         DrillTarget::Latest if rt.canary => canary::leave(cfg, repo, run_id).await,

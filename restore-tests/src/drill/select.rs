@@ -61,10 +61,7 @@ pub async fn select(repo: &Repo, choice: &Choice, window: Duration) -> Result<Ma
         Choice::Rule(Selection::Random) => {
             let since = chrono::Utc::now() - window;
             let recent: Vec<usize> = (0..all.len())
-                .filter(|&i| {
-                    chrono::DateTime::parse_from_rfc3339(&all[i].stop_time)
-                        .is_ok_and(|t| t >= since)
-                })
+                .filter(|&i| all[i].stop_time >= since)
                 .collect();
             let Some(&index) = recent.get(random_below(recent.len().max(1))) else {
                 return Err(Error::new(

@@ -90,9 +90,8 @@ async fn stage_wal(
 ) -> Result<(usize, Option<Lsn>)> {
     let repo = Repo::open(&cfg.repository).await?;
     let seg = repo.info().seg_size;
-    let bad = |e: String| Error::new(pgkeep::error::ErrorKind::Corrupt, e);
-    let start = WalSegmentName::containing(m.timeline(), m.start_lsn().map_err(bad)?, seg);
-    let stop = WalSegmentName::containing(m.timeline(), m.stop_lsn().map_err(bad)?, seg);
+    let start = WalSegmentName::containing(m.timeline, m.start_lsn, seg);
+    let stop = WalSegmentName::containing(m.timeline, m.stop_lsn, seg);
     let mut wanted = Vec::new();
     let mut newest: Option<WalSegmentName> = None;
     for name in repo.wal_file_names().await? {

@@ -43,6 +43,21 @@ pub struct GetReport {
     pub elapsed: Duration,
 }
 
+/// The line `pgkeep archive-get` logs (stdout is PostgreSQL's).
+impl std::fmt::Display for GetReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "archive-get {} from {:?} ({} bytes) in {} ms, {} prefetched",
+            self.file,
+            self.source,
+            self.size,
+            self.elapsed.as_millis(),
+            self.prefetched
+        )
+    }
+}
+
 /// Fetches the file. What an error then tells PostgreSQL is `settle`'s to say (the entry point
 /// applies it to every error, a bad configuration included).
 pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {

@@ -32,6 +32,23 @@ pub struct PushReport {
     pub elapsed: Duration,
 }
 
+/// The line `pgkeep archive-push` logs (stdout is PostgreSQL's).
+impl std::fmt::Display for PushReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.pushed;
+        write!(
+            f,
+            "archive-push {} {:?} ({} -> {} bytes) in {} ms, {} pushed ahead",
+            p.file,
+            p.outcome,
+            p.plain_size,
+            p.stored_size,
+            self.elapsed.as_millis(),
+            self.ahead
+        )
+    }
+}
+
 pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
     let start = Instant::now();
     with_deadline("archive-push", cfg.archive.timeout, async {

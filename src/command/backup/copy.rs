@@ -18,7 +18,7 @@ use crate::manifest::{BackupId, EntryKind, ManifestEntry};
 use crate::pg::replication::ReplConn;
 use crate::pg::replication::base_backup::{BackupEvent, BaseBackup, BaseBackupOptions};
 use crate::pg::{Lsn, Timeline};
-use crate::repo::{BackupPartKey, Repo};
+use crate::repo::{BackupPartKey, Digest, Repo};
 
 /// What the copy phase produced.
 #[derive(Debug)]
@@ -174,7 +174,7 @@ async fn finish(worker: Option<(mpsc::Sender<Bytes>, Worker)>) -> Result<()> {
 #[derive(Default)]
 struct Stored {
     bytes: u64,
-    sha256: HashMap<u32, String>,
+    sha256: HashMap<u32, Digest>,
 }
 
 /// Encodes and stores each part (`concurrency` at a time, so compression runs on every core),
@@ -186,7 +186,7 @@ async fn upload_all(
     mut items: mpsc::Receiver<Item>,
     concurrency: usize,
 ) -> Result<Vec<ManifestEntry>> {
-    type Done = (String, u32, u64, String);
+    type Done = (String, u32, u64, Digest);
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut uploads: JoinSet<Result<Done>> = JoinSet::new();
     let mut entries = Vec::new();
@@ -226,7 +226,7 @@ async fn upload_all(
             let (_slot, _memory) = (slot, permit);
             let sealer = repo.clone();
             let sealed = blocking(move || sealer.seal_bytes(key, plain)).await?;
-            let (n, sha) = (sealed.stored_size(), sealed.sha256().to_string());
+            let (n, sha) = (sealed.stored_size(), sealed.sha256());
             repo.store(&sealed).await?;
             Ok((path, part, n, sha))
         });

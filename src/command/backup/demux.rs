@@ -237,7 +237,7 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
         }
     }
     let (digest, _) = hasher.finish();
-    let mut sha256 = digest.to_string();
+    let mut sha256 = digest;
     let own = |delta, parts| Layer {
         backup: out.ctx.backup.clone(),
         delta,
@@ -272,7 +272,7 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
             if parts == 0 && size == old.size {
                 // No page changed: the parent's layers rebuild it, as the parent read it (it
                 // may differ from what was read now only in hint bits, which are not logged).
-                sha256 = old.sha256.clone();
+                sha256 = old.sha256;
                 old.layers.clone()
             } else {
                 let mut layers = old.layers.clone();

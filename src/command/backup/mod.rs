@@ -15,8 +15,9 @@ pub mod source;
 pub mod wal;
 
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
+
+use chrono::SubsecRound;
 
 pub use plan::Requested;
 
@@ -40,6 +41,41 @@ pub struct BackupArgs {
 pub struct BackupReport {
     pub manifest: Manifest,
     pub elapsed: Duration,
+}
+
+impl BackupReport {
+    /// What the operator must hear of even when the backup succeeded: pages whose checksum
+    /// failed.
+    pub fn warning(&self) -> Option<String> {
+        let (bad_files, bad_pages) = self.manifest.bad_pages();
+        (bad_pages > 0).then(|| format!(
+            "{bad_pages} page(s) in {bad_files} file(s) failed their checksum; see 'pgkeep info --json'"
+        ))
+    }
+}
+
+/// The line `pgkeep backup` prints.
+impl std::fmt::Display for BackupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = &self.manifest;
+        let (plain, stored) = m.sizes();
+        writeln!(
+            f,
+            "{} backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
+            match m.kind {
+                crate::manifest::BackupKind::Full => "full",
+                crate::manifest::BackupKind::Incremental => "incremental",
+            },
+            m.id,
+            m.entries.len(),
+            plain as f64 / 1048576.0,
+            stored as f64 / 1048576.0,
+            m.start_lsn,
+            m.stop_lsn,
+            m.timeline.0,
+            self.elapsed.as_secs_f64()
+        )
+    }
 }
 
 pub async fn run(cfg: &Config, args: BackupArgs) -> Result<BackupReport> {
@@ -91,11 +127,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     if let Some(note) = &plan.note {
         tracing::info!("taking a full backup: {note}");
     }
-    let parent = plan
-        .parent
-        .map(|m| pages::Parent::new(m).map(Arc::new))
-        .transpose()
-        .map_err(|e| Error::new(ErrorKind::Corrupt, format!("parent manifest: {e}")))?;
+    let parent = plan.parent.map(|m| Arc::new(pages::Parent::new(m)));
     let (id, start_time) = fresh_id(plan.kind, &taken).await;
 
     // Copy the data directory into the repository.
@@ -140,13 +172,14 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         kind: plan.kind,
         parent: parent.as_ref().map(|p| p.id.clone()),
         depth: parent.as_ref().map_or(0, |p| p.depth + 1),
-        system_id: ident.system_id.to_string(),
-        pg_version: version.major(),
-        timeline: copied.timeline.0,
-        start_lsn: copied.start.to_string(),
-        stop_lsn: copied.stop.to_string(),
-        start_time: start_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        stop_time: consistent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        system_id: ident.system_id,
+        pg_version: version,
+        timeline: copied.timeline,
+        start_lsn: copied.start,
+        stop_lsn: copied.stop,
+        // As precise as the manifest stores them, so the committed manifest is this one.
+        start_time: start_time.trunc_subsecs(0),
+        stop_time: consistent_at.trunc_subsecs(3),
         source: match &source.member {
             Some(member) => format!("{member} ({})", describe_source(&params)),
             None => describe_source(&params),

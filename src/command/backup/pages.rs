@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::manifest::{BackupId, EntryKind, Layer, Manifest};
 use crate::pg::page::{self, PAGE_SIZE};
+use crate::repo::Digest;
 
 /// What an incremental builds on.
 #[derive(Debug)]
@@ -19,12 +20,12 @@ pub struct Parent {
 #[derive(Debug, Clone)]
 pub struct ParentFile {
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Digest,
     pub layers: Vec<Layer>,
 }
 
 impl Parent {
-    pub fn new(m: &Manifest) -> Result<Parent, String> {
+    pub fn new(m: &Manifest) -> Parent {
         let files = m
             .entries
             .iter()
@@ -38,19 +39,19 @@ impl Parent {
                     e.path.clone(),
                     ParentFile {
                         size: *size,
-                        sha256: sha256.clone(),
+                        sha256: *sha256,
                         layers: layers.clone(),
                     },
                 )),
                 _ => None,
             })
             .collect();
-        Ok(Parent {
+        Parent {
             id: m.id.clone(),
-            start: m.start_lsn()?.0,
+            start: m.start_lsn.0,
             depth: m.depth,
             files,
-        })
+        }
     }
 }
 

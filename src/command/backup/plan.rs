@@ -43,12 +43,12 @@ pub fn plan(
             "no backup with a whole readable chain to build on".into()
         }));
     };
-    if newest.timeline() != timeline {
+    if newest.timeline != timeline {
         // Pages of a timeline the cluster left may have changed differently here: page LSNs
         // alone cannot tell, so the first backup on a new timeline is a full.
         return full(Some(format!(
             "the newest backup {} is on timeline {}, the source on {}",
-            newest.id, newest.timeline, timeline.0
+            newest.id, newest.timeline.0, timeline.0
         )));
     }
     if newest.depth + 1 > max_chain {
@@ -98,9 +98,9 @@ mod tests {
             // Test chains are built on the first full.
             parent: (depth > 0).then(|| "20261121T220000Z-F".parse().unwrap()),
             depth,
-            system_id: "7".into(),
-            timeline,
-            start_lsn: "0/2000028".into(),
+            system_id: crate::pg::SystemId(7),
+            timeline: Timeline(timeline),
+            start_lsn: crate::pg::Lsn(0x200_0028),
             ..Manifest::fixture(id)
         }
     }

@@ -9,8 +9,9 @@
 //! manifest is reported and keeps its folder, what it may be built on, and all WAL.
 
 pub mod plan;
+mod report;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::command::backups;
 use crate::config::Config;
@@ -65,18 +66,9 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
         tracing::warn!(backup = d.id, "kept, with all wal: {}", d.error.one_line());
         damaged.push(d.id.clone());
     }
-    let mut facts_ok = Vec::new();
-    for m in &listing.backups {
-        match facts(m, &pins, &holds, seg) {
-            Ok(f) => facts_ok.push(f),
-            // Validated at load, so unreachable in practice; still never planned around.
-            Err(e) => {
-                tracing::warn!(backup = %m.id, "kept, with all wal: {}", e.one_line());
-                damaged.push(m.id.to_string());
-            }
-        }
-    }
-    let facts = facts_ok;
+    let facts: Vec<BackupFacts> = (listing.backups.iter())
+        .map(|m| facts(m, &pins, &holds, seg))
+        .collect();
     let wal = repo.wal_file_names().await?;
 
     // Plan.
@@ -87,8 +79,8 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
             .max_age
             .and_then(|a| chrono::Duration::from_std(a).ok()),
     };
-    let system = repo.info().system_id.to_string();
-    let plan = plan::plan(&policy, &facts, &damaged, &system, &wal, seg, Utc::now());
+    let system = repo.info().system_id;
+    let plan = plan::plan(&policy, &facts, &damaged, system, &wal, seg, Utc::now());
     if args.dry_run {
         return Ok(ExpireReport {
             plan,
@@ -141,34 +133,19 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
     })
 }
 
-fn facts(
-    m: &Manifest,
-    pins: &[String],
-    holds: &[HoldRecord],
-    seg: WalSegSize,
-) -> Result<BackupFacts> {
-    let corrupt = |e: String| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("manifest of backup {} is damaged: {e}", m.id),
-        )
-        .hint("expire refuses to plan around a manifest it cannot read; run 'pgkeep verify'")
-    };
-    let stop_time: DateTime<Utc> = DateTime::parse_from_rfc3339(&m.stop_time)
-        .map_err(|e| corrupt(e.to_string()))?
-        .with_timezone(&Utc);
-    let start = m.start_lsn().map_err(corrupt)?;
-    Ok(BackupFacts {
+/// What the plan needs of backup `m` (its typed fields were checked as it was read).
+fn facts(m: &Manifest, pins: &[String], holds: &[HoldRecord], seg: WalSegSize) -> BackupFacts {
+    BackupFacts {
         id: m.id.clone(),
         kind: m.kind,
         parent: m.parent.clone(),
-        system_id: m.system_id.clone(),
-        stop_time,
-        start_segno: WalSegmentName::containing(m.timeline(), start, seg).segno,
+        system_id: m.system_id,
+        stop_time: m.stop_time,
+        start_segno: WalSegmentName::containing(m.timeline, m.start_lsn, seg).segno,
         pinned: pins.iter().any(|p| p == m.id.as_str()),
         held: holds
             .iter()
             .find(|h| h.backup == m.id.as_str())
             .map(HoldRecord::describe),
-    })
+    }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::manifest::{BackupId, BackupKind};
-use crate::pg::{WalFileName, WalSegSize};
+use crate::pg::{SystemId, WalFileName, WalSegSize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
@@ -34,7 +34,7 @@ pub struct BackupFacts {
     pub id: BackupId,
     pub kind: BackupKind,
     pub parent: Option<BackupId>,
-    pub system_id: String,
+    pub system_id: SystemId,
     pub stop_time: DateTime<Utc>,
     /// The segment number holding the backup's start LSN (its WAL starts there).
     pub start_segno: u64,
@@ -68,14 +68,14 @@ pub fn plan(
     policy: &RetentionPolicy,
     backups: &[BackupFacts],
     damaged: &[String],
-    system_id: &str,
+    system_id: SystemId,
     wal_files: &[String],
     seg: WalSegSize,
     now: DateTime<Utc>,
 ) -> ExpirePlan {
     let by_id: BTreeMap<&BackupId, &BackupFacts> = backups.iter().map(|b| (&b.id, b)).collect();
     let mut why: BTreeMap<BackupId, String> = BTreeMap::new();
-    let mut systems: BTreeSet<&str> = backups.iter().map(|b| b.system_id.as_str()).collect();
+    let mut systems: BTreeSet<SystemId> = backups.iter().map(|b| b.system_id).collect();
     systems.insert(system_id);
     for sys in systems {
         let mut fulls: Vec<&BackupFacts> = backups
@@ -216,7 +216,7 @@ mod tests {
             id: BackupId::new(at, k),
             kind: k,
             parent: parent.map(|p| p.parse().unwrap()),
-            system_id: sys.into(),
+            system_id: sys.parse().unwrap(),
             stop_time: at,
             start_segno: segno,
             pinned: false,
@@ -261,7 +261,15 @@ mod tests {
             "00000002.history",
             "000000010000000000000030",
         ]);
-        let p = plan(&policy(2, None), &backups, &[], "7", &files, SEG, t(7));
+        let p = plan(
+            &policy(2, None),
+            &backups,
+            &[],
+            SystemId(7),
+            &files,
+            SEG,
+            t(7),
+        );
         assert_eq!(ids(&p.expire), [id(2, 'I'), id(1, 'F')]);
         let kept: Vec<(String, &str)> = p
             .keep
@@ -296,14 +304,30 @@ mod tests {
             b(29, 'F', None, "7", 0x60),
         ];
         // Young at day 30 with max_age 11 days: days 20 and 29; by count only the newest full.
-        let p = plan(&policy(1, Some(11)), &backups, &[], "7", &[], SEG, t(30));
+        let p = plan(
+            &policy(1, Some(11)),
+            &backups,
+            &[],
+            SystemId(7),
+            &[],
+            SEG,
+            t(30),
+        );
         assert_eq!(
             ids(&p.expire),
             [id(10, 'F'), id(3, 'I'), id(2, 'I'), id(1, 'F')]
         );
         // Pinning the middle incremental keeps it and its full; the newer incremental goes.
         backups[1].pinned = true;
-        let p = plan(&policy(1, Some(11)), &backups, &[], "7", &[], SEG, t(30));
+        let p = plan(
+            &policy(1, Some(11)),
+            &backups,
+            &[],
+            SystemId(7),
+            &[],
+            SEG,
+            t(30),
+        );
         assert_eq!(ids(&p.expire), [id(10, 'F'), id(3, 'I')]);
         let why: BTreeMap<String, String> = p
             .keep
@@ -330,7 +354,15 @@ mod tests {
             "000000030000000000000031",
             "00000003.history",
         ]);
-        let p = plan(&policy(1, None), &backups, &[], "7", &files, SEG, t(3));
+        let p = plan(
+            &policy(1, None),
+            &backups,
+            &[],
+            SystemId(7),
+            &files,
+            SEG,
+            t(3),
+        );
         assert_eq!(
             p.wal,
             [
@@ -357,7 +389,7 @@ mod tests {
             &policy(1, None),
             &backups,
             &[],
-            "8",
+            SystemId(8),
             &wal(&["000000010000000000000001"]),
             SEG,
             t(6),
@@ -379,14 +411,14 @@ mod tests {
             &policy(0, None),
             &[],
             &[],
-            "7",
+            SystemId(7),
             &wal(&["000000010000000000000001"]),
             SEG,
             t(1),
         );
         assert!(p.wal.is_empty() && p.expire.is_empty() && p.wal_kept_from.is_none());
         let backups = vec![b(1, 'F', None, "7", 0x10), b(2, 'F', None, "7", 0x20)];
-        let p = plan(&policy(0, None), &backups, &[], "7", &[], SEG, t(3));
+        let p = plan(&policy(0, None), &backups, &[], SystemId(7), &[], SEG, t(3));
         assert_eq!(
             ids(&p.expire),
             [id(1, 'F')],

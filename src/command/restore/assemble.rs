@@ -17,13 +17,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{Layer, ManifestEntry, PART_SIZE, delta};
 use crate::pg::page::PAGE_SIZE;
-use crate::repo::{BackupPartKey, DecodeError, Decoded, Fetched, Repo};
+use crate::repo::{BackupPartKey, DecodeError, Decoded, Digest, Fetched, Repo};
 
 /// The file entry to rebuild, with what it must hash to.
 pub struct Wanted<'a> {
     pub entry: &'a ManifestEntry,
     pub size: u64,
-    pub sha256: &'a str,
+    pub sha256: Digest,
     pub layers: &'a [Layer],
 }
 
@@ -117,7 +117,7 @@ async fn write_part(
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
     let (stored, what) = fetch(repo, layer, &entry.path, part).await?;
-    let expected = layer.part_sha256.get(part as usize).cloned();
+    let expected = layer.part_sha256.get(part as usize).copied();
     let (file, delta, location) = (Arc::clone(file), layer.delta, repo.location().to_string());
     blocking(move || {
         let decoded = if delta {
@@ -135,7 +135,7 @@ async fn write_part(
             decoded
         };
         match expected {
-            Some(want) if decoded.sha256.to_string() != want => Err(Error::new(
+            Some(want) if decoded.sha256 != want => Err(Error::new(
                 ErrorKind::Corrupt,
                 format!(
                     "{what} in repository {location} is not the part its manifest committed: sha256 {}, expected {want}",
@@ -212,7 +212,7 @@ fn check_size(w: &Wanted<'_>, size: u64) -> Result<()> {
 
 /// Reads the rebuilt file back and compares its sha256 with the manifest's.
 async fn check_whole(w: &Wanted<'_>, tmp: &Path) -> Result<()> {
-    let (path, want) = (tmp.to_path_buf(), w.sha256.to_string());
+    let (path, want) = (tmp.to_path_buf(), w.sha256);
     let digest = blocking(move || super::files::sha256_of(&path)).await?;
     if digest == want {
         return Ok(());

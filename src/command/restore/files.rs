@@ -12,7 +12,7 @@ use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{EntryKind, Manifest};
-use crate::repo::Hasher;
+use crate::repo::{Digest, Hasher};
 use crate::repo::Repo;
 
 const PG_CONTROL: &str = "global/pg_control";
@@ -83,7 +83,7 @@ pub async fn write_all(
             } => Some(Wanted {
                 entry: e,
                 size: *size,
-                sha256,
+                sha256: *sha256,
                 layers,
             }),
             _ => None,
@@ -125,7 +125,7 @@ pub async fn write_all(
 }
 
 /// Whether `path` is a regular file of this size and sha256 already.
-async fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool> {
+async fn matches(path: &Path, size: u64, want: Digest) -> Result<bool> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(_) => return Ok(false),
@@ -133,12 +133,12 @@ async fn matches(path: &Path, size: u64, sha256: &str) -> Result<bool> {
     if !meta.is_file() || meta.len() != size {
         return Ok(false);
     }
-    let (p, want) = (path.to_path_buf(), sha256.to_string());
+    let p = path.to_path_buf();
     blocking(move || Ok(sha256_of(&p)? == want)).await
 }
 
-/// The sha256 of a local file, in hex.
-pub fn sha256_of(path: &Path) -> Result<String> {
+/// The sha256 of a local file.
+pub fn sha256_of(path: &Path) -> Result<Digest> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut h = Hasher::default();
     let mut buf = vec![0u8; 1 << 20];
@@ -149,7 +149,7 @@ pub fn sha256_of(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finish().0.to_string())
+    Ok(h.finish().0)
 }
 
 /// Files were renamed into place: their directories' entries must reach the disk too.

@@ -12,6 +12,7 @@ pub mod place;
 mod prepare;
 pub mod recovery;
 pub mod target;
+mod timeline;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,10 +75,34 @@ pub struct RestoreReport {
     /// Files written, and their bytes (with --delta, matching files are not written).
     pub files: usize,
     pub bytes: u64,
+    /// Whether this was a restore in place (--delta).
+    pub delta: bool,
     /// With --delta: files kept as they were, and entries removed.
     pub kept: usize,
     pub removed: usize,
     pub elapsed: Duration,
+}
+
+/// The line `pgkeep restore` prints.
+impl std::fmt::Display for RestoreReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = if self.delta {
+            format!(
+                " ({} kept as they were, {} removed)",
+                self.kept, self.removed
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "restored backup {}: {} files, {:.1} MiB{kept} in {:.1} s; start PostgreSQL to replay the archive",
+            self.backup,
+            self.files,
+            self.bytes as f64 / 1048576.0,
+            self.elapsed.as_secs_f64()
+        )
+    }
 }
 
 pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
@@ -87,7 +112,7 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
 
     // Select the backup, and decide where each of its entries goes (never where it says).
     let repo = Repo::open(&cfg.repository).await?;
-    let manifest = select(&repo, args.backup.as_deref(), &args.target).await?;
+    let manifest = select(&repo, &args).await?;
     let place = placement(&args, &manifest)?;
     // Held until the end, so that expire cannot delete what this restore still reads.
     let hold = crate::repo::hold::hold(&repo, manifest.id.as_str(), "restore").await?;
@@ -114,14 +139,18 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
         backup: manifest.id.to_string(),
         files: count + n,
         bytes: bytes + b,
+        delta: args.delta,
         kept: total - count - n,
         removed,
         elapsed: began.elapsed(),
     })
 }
 
-async fn select(repo: &Repo, wanted: Option<&str>, target: &RecoveryTarget) -> Result<Manifest> {
-    if let Some(id) = wanted.filter(|id| *id != "latest") {
+/// The backup to restore: the one asked for, or the newest that can reach the target along
+/// the target timeline.
+async fn select(repo: &Repo, args: &RestoreArgs) -> Result<Manifest> {
+    let target = &args.target;
+    if let Some(id) = args.backup.as_deref().filter(|id| *id != "latest") {
         return backups::load(repo, id).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -138,16 +167,36 @@ async fn select(repo: &Repo, wanted: Option<&str>, target: &RecoveryTarget) -> R
         )
         .hint("take one with 'pgkeep backup'"));
     }
-    target.choose(&all)?.cloned().ok_or_else(|| {
-        Error::new(
+    let history = timeline::target_history(repo, &target_timeline(args)?, &all).await?;
+    if let Some(m) = target.choose(&all, history.as_ref()) {
+        return Ok(m.clone());
+    }
+    if let (Some(h), Some(m)) = (&history, target.choose(&all, None)) {
+        return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
-                "no backup can reach {target}: the oldest ended at {} (lsn {})",
-                all[0].stop_time, all[0].stop_lsn
+                "no backup can reach {target} on timeline {}: backup {} (timeline {}, ended at lsn {}) is not on its history",
+                h.timeline.0, m.id, m.timeline.0, m.stop_lsn
             ),
         )
-        .hint("a point in time can only be restored from a backup that ended before it")
-    })
+        .hint("a backup can only be restored towards its own timeline or one that branched from it after the backup ended; choose the timeline with --target-timeline"));
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "no backup can reach {target}: the oldest ended at {} (lsn {})",
+            all[0].stop_time_text(),
+            all[0].stop_lsn
+        ),
+    )
+    .hint("a point in time can only be restored from a backup that ended before it"))
+}
+
+/// `recovery_target_timeline` as PostgreSQL is given it: `latest` unless asked otherwise.
+fn target_timeline(args: &RestoreArgs) -> Result<String> {
+    let timeline = args.target_timeline.as_deref().unwrap_or("latest");
+    target::parse_timeline(timeline)
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'"))
 }
 
 /// The target and the mapped tablespace directories made absolute: a tablespace link must
@@ -168,8 +217,7 @@ fn recovery_settings(cfg: &Config, args: &RestoreArgs) -> Result<String> {
     let bad =
         |e: String| Error::new(ErrorKind::InvalidInput, e).hint("see 'pgkeep restore --help'");
     args.target.validate().map_err(bad)?;
-    let timeline = args.target_timeline.as_deref().unwrap_or("latest");
-    let timeline = target::parse_timeline(timeline).map_err(bad)?;
+    let timeline = target_timeline(args)?;
     let restore_command = match &args.replay {
         ReplayCommand::Given(command) => command.clone(),
         ReplayCommand::Program(p) => replay_command(cfg, p)?,

@@ -5,9 +5,8 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 
-use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
-use crate::pg::Lsn;
+use crate::pg::{Lsn, TimelineHistory};
 
 /// Where recovery stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,25 +133,22 @@ pub fn parse_name(s: &str) -> Result<String, String> {
 }
 
 impl RecoveryTarget {
-    /// The newest backup that can reach this target: for a time or an LSN, the newest that
-    /// ended before it; otherwise the newest. `None` when no backup can reach it.
-    pub fn choose<'a>(&self, backups: &'a [Manifest]) -> Result<Option<&'a Manifest>> {
-        let ended_before = |m: &Manifest| -> Result<bool> {
-            Ok(match self {
-                RecoveryTarget::Time(_, t) => DateTime::parse_from_rfc3339(&m.stop_time)
-                    .map(|stop| stop <= *t)
-                    .map_err(|e| corrupt(m, e.to_string()))?,
-                RecoveryTarget::Lsn(l) => m.stop_lsn().map_err(|e| corrupt(m, e))? <= *l,
-                _ => true,
-            })
+    /// The newest backup that can reach this target along timeline `history` (any timeline
+    /// when `None`): of the backups whose end lies on that history (their timeline is the
+    /// target timeline or an ancestor it left after their end), for a time or an LSN the newest
+    /// that ended before it; otherwise the newest. `None` when no backup can reach it.
+    pub fn choose<'a>(
+        &self,
+        backups: &'a [Manifest],
+        history: Option<&TimelineHistory>,
+    ) -> Option<&'a Manifest> {
+        let ended_before = |m: &Manifest| match self {
+            RecoveryTarget::Time(_, t) => m.stop_time <= *t,
+            RecoveryTarget::Lsn(l) => m.stop_lsn <= *l,
+            _ => true,
         };
-        let mut found = None;
-        for m in backups {
-            if ended_before(m)? {
-                found = Some(m);
-            }
-        }
-        Ok(found)
+        let on_history = |m: &Manifest| history.is_none_or(|h| h.contains(m.timeline, m.stop_lsn));
+        backups.iter().rfind(|m| on_history(m) && ended_before(m))
     }
 
     /// Checks what a library caller built by hand as the flags' parsers would.
@@ -194,23 +190,17 @@ impl fmt::Display for RecoveryTarget {
     }
 }
 
-fn corrupt(m: &Manifest, e: String) -> Error {
-    Error::new(
-        ErrorKind::Corrupt,
-        format!("manifest of backup {} is damaged: {e}", m.id),
-    )
-    .hint("restore another backup with --backup")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::Timeline;
 
     fn backup(id: &str, stop_time: &str, stop_lsn: &str) -> Manifest {
+        let stop_time = stop_time.parse().unwrap();
         Manifest {
-            stop_lsn: stop_lsn.into(),
-            start_time: stop_time.into(),
-            stop_time: stop_time.into(),
+            stop_lsn: stop_lsn.parse().unwrap(),
+            start_time: stop_time,
+            stop_time,
             ..Manifest::fixture(id)
         }
     }
@@ -222,7 +212,7 @@ mod tests {
             backup("20261121T100000Z-F", "2026-11-21T10:05:00Z", "0/9000000"),
         ];
         let t = |s: &str| RecoveryTarget::Time(s.into(), parse_time(s).unwrap());
-        let id = |r: &RecoveryTarget| r.choose(&b).unwrap().map(|m| m.id.to_string());
+        let id = |r: &RecoveryTarget| r.choose(&b, None).map(|m| m.id.to_string());
         assert_eq!(
             id(&t("2026-11-21 12:00:00+00")).as_deref(),
             Some("20261121T100000Z-F")
@@ -245,6 +235,51 @@ mod tests {
             id(&RecoveryTarget::Latest).as_deref(),
             Some("20261121T100000Z-F")
         );
+    }
+
+    #[test]
+    fn a_backup_is_a_candidate_only_on_the_history_of_the_target_timeline() {
+        // Timeline 2 branched from timeline 1 at 0/5000000.
+        let tl2 =
+            TimelineHistory::parse("1\t0/5000000\tno recovery target\n", Timeline(2)).unwrap();
+        let on = |tli: u32, id: &str, stop: &str| Manifest {
+            timeline: Timeline(tli),
+            ..backup(id, "2026-11-20T10:05:00Z", stop)
+        };
+        let before = on(1, "20261120T100000Z-F", "0/4000000");
+        let after = on(1, "20261121T100000Z-F", "0/6000000");
+        let chosen = |b: &[Manifest], h: Option<&TimelineHistory>| {
+            RecoveryTarget::Latest
+                .choose(b, h)
+                .map(|m| m.id.to_string())
+        };
+        assert_eq!(
+            chosen(std::slice::from_ref(&after), Some(&tl2)),
+            None,
+            "timeline 1 past the branch point is not on timeline 2"
+        );
+        assert_eq!(
+            chosen(&[before.clone(), after.clone()], Some(&tl2)).as_deref(),
+            Some("20261120T100000Z-F"),
+            "ended before timeline 2 branched off"
+        );
+        let tl1 = TimelineHistory::first(Timeline(1));
+        assert_eq!(
+            chosen(&[before.clone(), after.clone()], Some(&tl1)).as_deref(),
+            Some("20261121T100000Z-F")
+        );
+        let later = on(2, "20261122T100000Z-F", "0/7000000");
+        let all = [before, after, later];
+        assert_eq!(
+            chosen(&all, Some(&tl2)).as_deref(),
+            Some("20261122T100000Z-F")
+        );
+        assert_eq!(
+            chosen(&all, Some(&tl1)).as_deref(),
+            Some("20261121T100000Z-F"),
+            "a backup of a later timeline is not on timeline 1"
+        );
+        assert_eq!(chosen(&all, None).as_deref(), Some("20261122T100000Z-F"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
 use crate::pg::{WalFileName, WalSegmentName};
-use crate::repo::{BackupId, BackupPartKey, Repo};
+use crate::repo::{BackupId, BackupPartKey, Digest, Repo};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyArgs {
@@ -74,6 +74,18 @@ impl VerifyReport {
             .chain(self.wal_problems.iter())
     }
 
+    /// The command's verdict: an error naming the count when anything is damaged.
+    pub fn verdict(&self) -> Result<()> {
+        match self.problems() {
+            0 => Ok(()),
+            n => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("verify found {n} problem(s) in {}", self.repository),
+            )
+            .hint("each line above names a damaged object; restore from a backup verify passes, and take a new full backup once the damage is understood")),
+        }
+    }
+
     pub fn table(&self) -> String {
         let mut out = format!("verify {}\n", self.repository);
         for p in &self.repo_problems {
@@ -116,13 +128,43 @@ impl VerifyReport {
     }
 }
 
+/// What `pgkeep verify` prints: [`VerifyReport::table`].
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.table())
+    }
+}
+
 /// One stored object a backup needs: where it is and what it must hash to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Needed {
     backup: BackupId,
     path: String,
     part: u32,
-    sha256: Option<String>,
+    sha256: Option<Digest>,
+}
+
+impl Needed {
+    fn key(&self) -> (&str, &str, u32, Option<[u8; 32]>) {
+        (
+            self.backup.as_str(),
+            &self.path,
+            self.part,
+            self.sha256.map(|d| d.0),
+        )
+    }
+}
+
+impl Ord for Needed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for Needed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
@@ -201,11 +243,7 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
     let summary = WalSummary::new(&names, seg);
     let mut wal_problems = Vec::new();
     for m in &selected {
-        let Ok(start) = m.start_lsn() else {
-            wal_problems.push(format!("backup {}: unreadable start lsn", m.id));
-            continue;
-        };
-        let from = WalSegmentName::containing(m.timeline(), start, seg);
+        let from = WalSegmentName::containing(m.timeline, m.start_lsn, seg);
         for missing in summary.missing_from(from, seg) {
             wal_problems.push(format!(
                 "{missing} missing (backup {} replays from {})",
@@ -216,7 +254,7 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
     }
     let oldest_tli = selected
         .iter()
-        .map(|m| m.timeline)
+        .map(|m| m.timeline.0)
         .min()
         .unwrap_or(u32::MAX);
     for g in summary.gaps.iter().filter(|g| g.timeline > oldest_tli) {
@@ -260,8 +298,7 @@ fn vouched_for(
         false => 0,
         true => selected
             .iter()
-            .filter_map(|m| m.start_lsn().ok())
-            .map(|l| l.0 / u64::from(seg.bytes()))
+            .map(|m| m.start_lsn.0 / u64::from(seg.bytes()))
             .min()
             .unwrap_or(0),
     };
@@ -290,7 +327,7 @@ fn needed(m: &Manifest) -> Vec<Needed> {
                     backup: l.backup.clone(),
                     path: e.path.clone(),
                     part,
-                    sha256: l.part_sha256.get(part as usize).cloned(),
+                    sha256: l.part_sha256.get(part as usize).copied(),
                 });
             }
         }
@@ -313,13 +350,13 @@ async fn check(repo: &Repo, n: &Needed) -> (u64, Option<String>) {
         Ok(None) => return (0, Some(format!("{what}: missing"))),
         Err(e) => return (0, Some(format!("{what}: cannot read: {}", e.one_line()))),
     };
-    let want = n.sha256.clone();
+    let want = n.sha256;
     let decoded = blocking(move || {
         Ok(stored
             .decode(std::io::sink())
             .map_err(|e| e.to_string())
             .and_then(|d| match want {
-                Some(w) if w != d.sha256.to_string() => Err(format!(
+                Some(w) if w != d.sha256 => Err(format!(
                     "not the part its manifest committed (sha256 {}, expected {w})",
                     d.sha256
                 )),

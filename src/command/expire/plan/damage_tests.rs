@@ -30,7 +30,7 @@ fn wal() -> Vec<String> {
 #[test]
 fn without_damage_old_backups_and_wal_go() {
     let backups = vec![b(1, None, 0x10), b(5, None, 0x20), b(9, None, 0x30)];
-    let p = plan(&ONE_FULL, &backups, &[], "7", &wal(), SEG, t(10));
+    let p = plan(&ONE_FULL, &backups, &[], SystemId(7), &wal(), SEG, t(10));
     assert_eq!(p.expire.len(), 2);
     assert_eq!(p.wal, ["000000010000000000000001"]);
 }
@@ -40,7 +40,15 @@ fn a_damaged_manifest_keeps_all_wal_and_what_its_backup_may_be_built_on() {
     let backups = vec![b(1, None, 0x10), b(5, None, 0x20), b(9, None, 0x30)];
     // A damaged incremental of day 6: the fulls before it may be its chain.
     let damaged = vec![folder(6, 'I')];
-    let p = plan(&ONE_FULL, &backups, &damaged, "7", &wal(), SEG, t(10));
+    let p = plan(
+        &ONE_FULL,
+        &backups,
+        &damaged,
+        SystemId(7),
+        &wal(),
+        SEG,
+        t(10),
+    );
     assert!(p.expire.is_empty(), "{:?}", p.expire);
     assert!(p.wal.is_empty() && p.wal_kept_from.is_none());
     assert_eq!(p.damaged, damaged);
@@ -52,7 +60,15 @@ fn a_damaged_manifest_keeps_all_wal_and_what_its_backup_may_be_built_on() {
     assert!(!p.keep.iter().any(|k| k.id.as_str() == damaged[0]));
     // A damaged full of day 6 is built on nothing: the oldest full goes, but no WAL does.
     let damaged = vec![folder(6, 'F')];
-    let p = plan(&ONE_FULL, &backups, &damaged, "7", &wal(), SEG, t(10));
+    let p = plan(
+        &ONE_FULL,
+        &backups,
+        &damaged,
+        SystemId(7),
+        &wal(),
+        SEG,
+        t(10),
+    );
     assert_eq!(p.expire.len(), 2);
     assert!(p.wal.is_empty());
 }
@@ -66,7 +82,7 @@ fn a_held_backup_stays_with_its_chain() {
         b(9, None, 0x30),
     ];
     backups[1].held = Some("held by restore (pid 7 on db1 since t)".into());
-    let p = plan(&ONE_FULL, &backups, &[], "7", &wal(), SEG, t(10));
+    let p = plan(&ONE_FULL, &backups, &[], SystemId(7), &wal(), SEG, t(10));
     let kept: Vec<(String, String)> = p
         .keep
         .iter()

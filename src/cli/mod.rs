@@ -1,8 +1,13 @@
-//! The command line of `pgkeep`, as clap derive types: one variant per subcommand.
+//! The command line of `pgkeep`, as clap derive types: one variant per subcommand; `options`
+//! turns a parsed subcommand into the typed options of the command it runs.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+mod options;
+
+pub use options::{Invocation, Output};
 
 #[derive(Debug, Parser)]
 #[command(
