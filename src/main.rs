@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use pgkeep::cli::{self, Cli, Command, Invocation, Output};
 use pgkeep::command::{
-    archive_get, archive_push, backup, bootstrap, create_replica, expire, info, init, pin, restore,
-    verify,
+    archive_get, archive_push, backup, bootstrap, create_replica, expire, info, init, key, pin,
+    restore, verify,
 };
 use pgkeep::config::{Config, Raw};
 use pgkeep::error::{Error, ErrorKind, STOP_RECOVERY_BASE};
@@ -114,6 +114,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
             Invocation::Expire(a, out) => show(&expire::run(cfg, a).await?, out).map(drop),
             Invocation::Verify(a, out) => show(&verify::run(cfg, a).await?, out)?.verdict(),
             Invocation::Pin(a) => print(pin::run(cfg, a).await?),
+            Invocation::Key(a, out) => show(&key::run(cfg, a).await?, out).map(drop),
             Invocation::Info(out) => show(&info::run(cfg).await?, out).map(drop),
         }
     });

@@ -65,8 +65,13 @@ fn with_cipher_lines(dir: &Path, name: &str, lines: &str) -> Pgkeep {
 fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
     let dir = postgres_tempdir();
     let pk = encrypted(dir.path());
-    let (pk, mut primary, source) =
-        archiving_primary_with(pk, &pg_bin(), dir.path(), &["wal_compression = off".into()], &[]);
+    let (pk, mut primary, source) = archiving_primary_with(
+        pk,
+        &pg_bin(),
+        dir.path(),
+        &["wal_compression = off".into()],
+        &[],
+    );
     let mut outputs = String::new();
     let mut keep = |r: support::pgkeep::Run| {
         outputs.push_str(&r.stdout);
@@ -161,7 +166,11 @@ fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
     assert_eq!(env_pass.run(&["info"]).code, 15);
     env_pass.env = vec![("PGKEEP_REPOSITORY_CIPHER_PASS".into(), PASS.into())];
     keep(env_pass.ok(&["info"]));
-    assert_eq!(snapshot(&repo), before, "a refused run must leave the repository as it was");
+    assert_eq!(
+        snapshot(&repo),
+        before,
+        "a refused run must leave the repository as it was"
+    );
 
     // Tampering, each refused naming the object, through archive-get (WAL) and verify (parts).
     let seg_dir = find_wal_dir(&repo);
@@ -170,7 +179,13 @@ fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
     let (a, b) = (segs[0].clone(), segs[1].clone());
     let name_a = a.file_name().unwrap().to_str().unwrap().to_string();
     let original = std::fs::read(&a).unwrap();
-    let get = |pk: &Pgkeep| pk.run(&["archive-get", &name_a, dir.path().join("got").to_str().unwrap()]);
+    let get = |pk: &Pgkeep| {
+        pk.run(&[
+            "archive-get",
+            &name_a,
+            dir.path().join("got").to_str().unwrap(),
+        ])
+    };
     let tamper: Vec<(&str, Vec<u8>)> = vec![
         ("flipped", {
             let mut x = original.clone();
@@ -192,11 +207,18 @@ fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
         assert_eq!(r.code, 210, "{what}: {}", r.stderr);
         let line = r.error_line();
         assert!(line.contains(&name_a), "{what}: {line}");
-        assert!(!dir.path().join("got").exists(), "{what}: nothing is written");
+        assert!(
+            !dir.path().join("got").exists(),
+            "{what}: nothing is written"
+        );
         keep(r);
     }
     std::fs::write(&a, &original).unwrap();
-    keep(pk.ok(&["archive-get", &name_a, dir.path().join("got").to_str().unwrap()]));
+    keep(pk.ok(&[
+        "archive-get",
+        &name_a,
+        dir.path().join("got").to_str().unwrap(),
+    ]));
 
     // Backup parts: two segments of one object swapped, and a segment spliced from another
     // object, in the largest part (several 256 KiB segments).
@@ -207,7 +229,10 @@ fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
         .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
         .collect();
     parts.sort();
-    let (big, donor) = (parts[parts.len() - 1].1.clone(), parts[parts.len() - 2].1.clone());
+    let (big, donor) = (
+        parts[parts.len() - 1].1.clone(),
+        parts[parts.len() - 2].1.clone(),
+    );
     let seg = 256 * 1024 + 16;
     let body = 48 + 32;
     let kept = std::fs::read(&big).unwrap();
@@ -225,7 +250,10 @@ fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
         assert_ne!(code, 0, "{what}: {report}");
         let text = report.to_string();
         let file = rel.rsplit('/').next().unwrap();
-        assert!(text.contains(file) && text.contains("authentication failed"), "{what}: {text}");
+        assert!(
+            text.contains(file) && text.contains("authentication failed"),
+            "{what}: {text}"
+        );
     }
     std::fs::write(&big, &kept).unwrap();
     assert_eq!(verify_json(&pk, &[]).0, 0);
@@ -233,8 +261,14 @@ fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
 
     // The passphrase never appeared in any output, nor in PostgreSQL's logs.
     assert!(!outputs.contains(PASS), "passphrase in pgkeep's output");
-    assert!(!primary.log().contains(PASS), "passphrase in the server log");
-    assert!(!restored.log().contains(PASS), "passphrase in the restored server's log");
+    assert!(
+        !primary.log().contains(PASS),
+        "passphrase in the server log"
+    );
+    assert!(
+        !restored.log().contains(PASS),
+        "passphrase in the restored server's log"
+    );
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -322,7 +356,10 @@ fn a_format_1_repository_stays_readable_and_grows_in_format_2() {
     assert_eq!(code, 0, "{report}");
     let target = dir.path().join("restored");
     let mut restored = restore_and_start(&pk, &pg_bin(), &target, &[]);
-    assert_eq!(restored.psql("SELECT count(*), sum(id) FROM t"), "6000|18003000");
+    assert_eq!(
+        restored.psql("SELECT count(*), sum(id) FROM t"),
+        "6000|18003000"
+    );
     restored.stop();
 
     // New WAL lands beside the old objects in format 2, and the whole still verifies.
@@ -336,4 +373,61 @@ fn a_format_1_repository_stays_readable_and_grows_in_format_2() {
     assert_eq!(std::fs::read(newest).unwrap()[4], 2);
     assert_eq!(verify_json(&pk, &[]).0, 0);
     primary.stop();
+}
+
+#[test]
+fn passphrases_rotate_without_touching_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = support::pgkeep::FakeCluster::new(dir.path(), 7_400_000_000_000_000_123, 15);
+    let pk = encrypted(dir.path());
+    let init = pk.ok(&["init", "--data-dir", cluster.data.to_str().unwrap()]);
+    assert!(
+        init.stdout.contains("encrypted with aes-256-gcm"),
+        "{}",
+        init.stdout
+    );
+    let seg = cluster.write_segment(1, 1, false);
+    pk.ok(&["archive-push", seg.to_str().unwrap()]);
+    let repo = dir.path().join("repo");
+    let objects = |repo: &Path| {
+        snapshot(repo)
+            .into_iter()
+            .filter(|(rel, _)| !rel.contains("repo.json"))
+            .collect::<Vec<_>>()
+    };
+    let before = objects(&repo);
+
+    // Add a second passphrase, switch to it, remove the first: no object changes.
+    let new_pass = write(dir.path(), "new-pass", "a brand new passphrase\n");
+    let added = pk.ok(&["key", "add", "--pass-file", &new_pass]);
+    assert!(added.stdout.contains("added key k2"), "{}", added.stdout);
+    let listed: serde_json::Value =
+        serde_json::from_str(&pk.ok(&["key", "list", "--json"]).stdout).unwrap();
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["keys"][0]["current"], true, "{listed}");
+    // The slot the configured passphrase opens cannot be removed with it.
+    let r = pk.run(&["key", "remove", "k1"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let switched = with_cipher_lines(
+        dir.path(),
+        "switched",
+        &format!("cipher = \"aes-256-gcm\"\ncipher_pass_file = \"{new_pass}\""),
+    );
+    switched.ok(&["key", "remove", "k1"]);
+    let fetched = dir.path().join("fetched");
+    switched.ok(&[
+        "archive-get",
+        seg.file_name().unwrap().to_str().unwrap(),
+        fetched.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&fetched).unwrap(),
+        std::fs::read(&seg).unwrap()
+    );
+    // The old passphrase opens nothing any more, from either copy of repo.json.
+    assert_eq!(pk.run(&["info"]).code, 15);
+    std::fs::remove_file(repo.join("main/repo.json")).unwrap();
+    assert_eq!(pk.run(&["info"]).code, 15);
+    switched.ok(&["info"]);
+    assert_eq!(objects(&repo), before, "no object was rewritten");
 }

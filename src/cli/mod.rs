@@ -152,6 +152,11 @@ pub enum Command {
         /// The backup id.
         id: String,
     },
+    /// The passphrases of an encrypted repository (each wraps the one data key).
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// Show the repository and its backups.
     Info {
         /// Machine-readable output.
@@ -164,6 +169,28 @@ pub enum Command {
         file: String,
         /// Where to write it (PostgreSQL's %p).
         dest: PathBuf,
+    },
+}
+
+/// `pgkeep key ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeyCommand {
+    /// List the key slots; mark the one the configured passphrase opens.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a passphrase (read from a file) without re-encrypting anything.
+    Add {
+        /// A file holding the new passphrase (one line).
+        #[arg(long, value_name = "FILE")]
+        pass_file: PathBuf,
+    },
+    /// Remove a key slot (not the one the configured passphrase opens).
+    Remove {
+        /// The key id, as `pgkeep key list` shows it.
+        id: String,
     },
 }
 

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Command, TargetArgs};
+use super::{Command, KeyCommand, TargetArgs};
 use crate::command::{
-    archive_get, archive_push, backup, bootstrap, create_replica, expire, init, pin, restore,
+    archive_get, archive_push, backup, bootstrap, create_replica, expire, init, key, pin, restore,
     verify,
 };
 use crate::error::{Error, ErrorKind};
@@ -26,6 +26,7 @@ pub enum Invocation {
     Expire(expire::ExpireArgs, Output),
     Verify(verify::VerifyArgs, Output),
     Pin(pin::PinArgs),
+    Key(key::KeyArgs, Output),
     Info(Output),
 }
 
@@ -132,6 +133,15 @@ impl Command {
             Command::Pin { id } => Invocation::Pin(pin::PinArgs { id, pinned: true }),
             Command::Unpin { id } => Invocation::Pin(pin::PinArgs { id, pinned: false }),
             Command::Info { json } => Invocation::Info(Output::of(json)),
+            Command::Key { action } => match action {
+                KeyCommand::List { json } => Invocation::Key(key::KeyArgs::List, Output::of(json)),
+                KeyCommand::Add { pass_file } => {
+                    Invocation::Key(key::KeyArgs::Add { pass_file }, Output::Text)
+                }
+                KeyCommand::Remove { id } => {
+                    Invocation::Key(key::KeyArgs::Remove { id }, Output::Text)
+                }
+            },
         })
     }
 }

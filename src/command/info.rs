@@ -53,8 +53,18 @@ impl InfoReport {
     /// A readable table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "repository {}: system id {}, postgresql {}\n",
-            self.location, self.info.system_id, self.info.version
+            "repository {}: system id {}, postgresql {}{}\n",
+            self.location,
+            self.info.system_id,
+            self.info.version,
+            match self.info.cipher {
+                crate::config::CipherChoice::None => String::new(),
+                c => format!(
+                    ", encrypted ({}, {} key(s))",
+                    c.name(),
+                    self.info.keys.len()
+                ),
+            }
         );
         if self.backups.is_empty() && self.damaged.is_empty() {
             out.push_str("no backups\n");
@@ -156,6 +166,8 @@ impl InfoReport {
             "repository": self.location,
             "system_id": self.info.system_id.to_string(),
             "pg_version": self.info.version.major(),
+            "format": self.info.format,
+            "cipher": self.info.cipher.name(),
             "backups": backups,
             "damaged": self.damaged.iter().map(|(id, why)| serde_json::json!({"id": id, "error": why})).collect::<Vec<_>>(),
             "wal": self.wal,

@@ -28,7 +28,7 @@ impl std::fmt::Display for InitReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "{} repository {} for system id {} (postgresql {}, {} MiB segments, create-if-absent {})",
+            "{} repository {} for system id {} (postgresql {}, {} MiB segments, create-if-absent {}{})",
             if self.existed { "found" } else { "created" },
             self.location,
             self.info.system_id,
@@ -37,6 +37,10 @@ impl std::fmt::Display for InitReport {
             match self.info.create_mode {
                 CreateMode::Enforced => "enforced by the store",
                 CreateMode::Emulated => "emulated (store ignores If-None-Match)",
+            },
+            match self.info.cipher {
+                crate::config::CipherChoice::None => String::new(),
+                c => format!(", encrypted with {}", c.name()),
             }
         )
     }

@@ -16,8 +16,12 @@ use crate::repo::keyring::{KdfParams, KeySlot};
 pub enum KeyArgs {
     List,
     /// Wraps the data key under the passphrase in this file.
-    Add { pass_file: PathBuf },
-    Remove { id: String },
+    Add {
+        pass_file: PathBuf,
+    },
+    Remove {
+        id: String,
+    },
 }
 
 /// One key slot as shown.
@@ -73,9 +77,12 @@ pub async fn run(cfg: &Config, args: KeyArgs) -> Result<KeyReport> {
 
 async fn add(repo: &mut Repo, pass_file: &std::path::Path) -> Result<String> {
     let pass = Secret::from_file(pass_file)?;
-    let data = *repo
-        .data_key()
-        .ok_or_else(|| Error::new(ErrorKind::Internal, "an encrypted repository without its key"))?;
+    let data = *repo.data_key().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "an encrypted repository without its key",
+        )
+    })?;
     let mut info = repo.info().clone();
     let id = next_id(&info.keys);
     let slot = {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::pg::{Lsn, PgVersion, SystemId, Timeline};
-pub use crate::repo::{BackupId, BackupKind};
 use crate::repo::Digest;
+pub use crate::repo::{BackupId, BackupKind};
 
 pub mod delta;
 pub mod drill;

@@ -12,8 +12,8 @@ use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{EntryKind, Manifest};
-use crate::repo::{Digest, Hasher};
 use crate::repo::Repo;
+use crate::repo::{Digest, Hasher};
 
 const PG_CONTROL: &str = "global/pg_control";
 

@@ -73,7 +73,9 @@ async fn read_history(repo: &Repo, tli: Timeline) -> Result<Option<TimelineHisto
         .hint("run 'pgkeep verify'; choose the timeline with --target-timeline")
     };
     let mut text = Vec::new();
-    stored.decode(&mut text).map_err(|e| damaged(e.to_string()))?;
+    stored
+        .decode(&mut text)
+        .map_err(|e| damaged(e.to_string()))?;
     let text = String::from_utf8(text).map_err(|e| damaged(e.to_string()))?;
     TimelineHistory::parse(&text, tli)
         .map(Some)
