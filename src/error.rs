@@ -254,6 +254,8 @@ mod tests {
             ErrorKind::Io,
             ErrorKind::Postgres,
             ErrorKind::Internal,
+            ErrorKind::Interrupted,
+            ErrorKind::Key,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort();

@@ -152,10 +152,12 @@ fn postgres_17_local_repository() {
 }
 
 #[test]
-fn postgres_15_garage_repository() {
+fn postgres_15_garage_repository_encrypted() {
     let dir = postgres_tempdir();
     let garage = Garage::start(dir.path());
-    let mut pk = Pgkeep::new(dir.path(), &garage.repository_toml(&garage.endpoint, "e2e"));
+    let toml = garage.repository_toml(&garage.endpoint, "e2e");
+    let cipher = support::pgkeep::cipher_lines(dir.path());
+    let mut pk = Pgkeep::new(dir.path(), &format!("{toml}{cipher}"));
     pk.env = garage.credentials();
     archive_and_recover(15, pk, dir.path());
 }

@@ -183,11 +183,24 @@ fn an_incremental_stores_changed_pages_and_restores_to_any_point() {
     assert!(pk.ok(&["info"]).stdout.contains("GAP"));
 }
 
-/// Full, incremental, restore to latest on one major.
-fn full_and_incremental_restore(major: u32) {
+/// Full, incremental, restore to latest on one major, into a repository encrypted or not
+/// (the matrix rotates the cipher: PostgreSQL major × store × cipher).
+fn full_and_incremental_restore(major: u32, encrypted: bool) {
     let dir = postgres_tempdir();
     let bin = major_bin(major);
-    let (pk, primary, source) = cluster::archiving_primary(&bin, dir.path(), "", &[], &["-k"]);
+    let cipher = if encrypted {
+        support::pgkeep::cipher_lines(dir.path())
+    } else {
+        String::new()
+    };
+    let pk = support::pgkeep::Pgkeep::new(
+        dir.path(),
+        &format!(
+            "[repository]\npath = \"{}\"\n{cipher}[backup]\nwal_timeout = \"60s\"\n",
+            dir.path().join("repo").display()
+        ),
+    );
+    let (pk, primary, source) = cluster::archiving_primary_with(pk, &bin, dir.path(), &[], &["-k"]);
     primary.pgbench(&["-i", "-s", "1", "-q"]);
     primary.psql(EVENTS);
     events(&primary, 1, 50);
@@ -213,15 +226,15 @@ fn full_and_incremental_restore(major: u32) {
 
 #[test]
 fn full_and_incremental_on_postgres_13() {
-    full_and_incremental_restore(13);
+    full_and_incremental_restore(13, false);
 }
 
 #[test]
-fn full_and_incremental_on_postgres_16() {
-    full_and_incremental_restore(16);
+fn full_and_incremental_on_postgres_16_encrypted() {
+    full_and_incremental_restore(16, true);
 }
 
 #[test]
-fn full_and_incremental_on_postgres_17() {
-    full_and_incremental_restore(17);
+fn full_and_incremental_on_postgres_17_encrypted() {
+    full_and_incremental_restore(17, true);
 }

@@ -28,7 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::{CipherKeys, Compression, HEADER_LEN};
 
 pub use crate::pipeline::checksum::Hasher;
-pub use crate::pipeline::{DecodeError, Decoded, Digest, ObjectHeader};
+pub use crate::pipeline::{Cipher, DecodeError, Decoded, Digest, ObjectHeader};
 pub use ids::{BackupId, BackupKind, DrillRun, JobName};
 pub use info::{CreateMode, RepoInfo};
 pub use layout::{Layout, RepoKey};

@@ -49,6 +49,18 @@ impl Run {
     }
 }
 
+/// `[repository]` lines that encrypt it (aes-256-gcm), with a passphrase file in `dir` that
+/// the postgres user can read (archive_command and restore_command run as postgres).
+pub fn cipher_lines(dir: &Path) -> String {
+    let pass = dir.join("cipher-pass");
+    std::fs::write(&pass, "a test passphrase, not a secret\n").expect("write pass file");
+    super::postgres::chown_postgres(&pass);
+    format!(
+        "cipher = \"aes-256-gcm\"\ncipher_pass_file = \"{}\"\n",
+        pass.display()
+    )
+}
+
 /// pgkeep with a config file and extra environment.
 pub struct Pgkeep {
     pub config: PathBuf,

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pg::wal_content::check_content;
 use crate::pg::wal_header::{LONG_HEADER_LEN, WalExpect};
 use crate::pg::{WalFileName, WalHeader};
-use crate::repo::{Compressing, Created, Digest, Prepared as Body, Repo, WalKey};
+use crate::repo::{Cipher, Compressing, Created, Digest, Prepared as Body, Repo, WalKey};
 
 /// History and backup-history files are a few hundred bytes; refuse anything absurd.
 const MAX_TEXT_FILE: u64 = 16 << 20;
@@ -137,13 +137,19 @@ async fn settle_existing(
         1 => stored.digest == local,
         _ => stored.digest == tag,
     };
+    // A clear object's digest is its sha256 and is worth naming; an encrypted one's is a
+    // keyed tag that says nothing to a reader.
+    let stored_is = match stored.cipher {
+        Cipher::None => format!("stored sha256 {}", stored.digest),
+        _ => "stored content encrypted".to_string(),
+    };
     if same {
         Ok(PushOutcome::AlreadyStored)
     } else {
         Err(Error::new(
             ErrorKind::Conflict,
             format!(
-                "{file} is already in repository {} with different content (local sha256 {local})",
+                "{file} is already in repository {} with different content: {stored_is}, local sha256 {local}",
                 repo.location(),
             ),
         )
