@@ -7,6 +7,7 @@
 
 mod cleanup;
 mod copy;
+mod copy_error;
 mod demux;
 mod pages;
 pub mod plan;
