@@ -65,13 +65,8 @@ fn with_cipher_lines(dir: &Path, name: &str, lines: &str) -> Pgkeep {
 fn an_encrypted_repository_round_trips_leaks_nothing_and_refuses_tampering() {
     let dir = postgres_tempdir();
     let pk = encrypted(dir.path());
-    let (pk, mut primary, source) = archiving_primary_with(
-        pk,
-        &pg_bin(),
-        dir.path(),
-        &["wal_compression = off".into()],
-        &[],
-    );
+    let (pk, mut primary, source) =
+        archiving_primary_with(pk, &pg_bin(), dir.path(), &["wal_compression = off"], &[]);
     let mut outputs = String::new();
     let mut keep = |r: support::pgkeep::Run| {
         outputs.push_str(&r.stdout);

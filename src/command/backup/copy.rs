@@ -1,6 +1,7 @@
 //! The copy phase of a backup: pump the BASE_BACKUP stream into per-archive demux workers,
 //! and encode and upload their parts with bounded concurrency. Memory stays under the
-//! configured cap: every part holds a share of it until it is stored.
+//! configured cap: every part holds a share of it until it is stored. The pump, the workers
+//! and the uploader share one cancellation token: the first to fail stops the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
+use super::copy_error::{CopyError, first_cause};
 use super::demux::{self, DemuxContext, Item};
 use super::pages::Parent;
 use super::progress::Progress;
@@ -42,7 +45,7 @@ pub struct Limits {
     pub max_rate_kb: Option<u32>,
 }
 
-type Worker = tokio::task::JoinHandle<std::result::Result<(), String>>;
+type Worker = tokio::task::JoinHandle<std::result::Result<(), CopyError>>;
 
 pub async fn stream(
     repo: &Repo,
@@ -70,20 +73,31 @@ pub async fn stream(
     let mut bb = BaseBackup::start(conn, &bb_opts)
         .await
         .map_err(super::pg_error)?;
+    // Cancelled by the first task to fail, and when this future ends or is dropped (on a
+    // signal): no task of the copy outlives it.
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
     let (item_tx, item_rx) = mpsc::channel::<Item>(4);
     let uploader = tokio::spawn(upload_all(
         repo.clone(),
         id.clone(),
         item_rx,
         limits.concurrency,
+        cancel.clone(),
     ));
     let budget = Arc::new(Semaphore::new(limits.memory_mib * 1024));
 
     let mut progress = Progress::new();
     let (mut start, mut stop) = (None, None);
     let mut current: Option<(mpsc::Sender<Bytes>, Worker)> = None;
-    let pumped: Result<()> = async {
-        while let Some(event) = bb.next().await.map_err(super::pg_error)? {
+    let pumped: std::result::Result<(), CopyError> = async {
+        // Stops reading the stream as soon as another task fails.
+        while let Some(event) = cancel
+            .run_until_cancelled(bb.next())
+            .await
+            .ok_or(CopyError::Cancelled)?
+            .map_err(super::pg_error)?
+        {
             match event {
                 BackupEvent::Start { lsn, timeline } => start = Some((lsn, timeline)),
                 BackupEvent::End { lsn, timeline } => stop = Some((lsn, timeline)),
@@ -105,6 +119,7 @@ pub async fn stream(
                             .map(|(lsn, _): (Lsn, Timeline)| lsn.0),
                         parent: parent.clone(),
                         budget: Arc::clone(&budget),
+                        cancel: cancel.clone(),
                     };
                     let worker =
                         tokio::task::spawn_blocking(move || demux::demux(rx, prefix, items, ctx));
@@ -114,8 +129,10 @@ pub async fn stream(
                 BackupEvent::Data(bytes) => {
                     progress.add(bytes.len() as u64);
                     if let Some((tx, _)) = &current {
-                        // A closed channel means the worker failed; `finish` reports why.
-                        let _ = tx.send(bytes).await;
+                        // A worker closes its input only after failing, and it cancels the
+                        // token first: the next event is not read, and the failure is reported
+                        // when the worker is joined.
+                        let _ = cancel.run_until_cancelled(tx.send(bytes)).await;
                     }
                 }
                 BackupEvent::Progress(_) => {}
@@ -124,23 +141,25 @@ pub async fn stream(
         finish(current.take()).await
     }
     .await;
-    progress.finish();
-    // After a failure mid-stream a tar worker may still wait for data: closing its input ends
-    // it, and with it its hold on the uploader's channel — else the uploader never finishes.
-    if let Some((tx, worker)) = current.take() {
-        drop(tx);
-        let _ = worker.await;
+    if pumped.is_err() {
+        // The source failed (or a worker, which cancelled already): stop the others.
+        cancel.cancel();
     }
+    progress.finish();
+    // After a failure mid-stream a tar worker stops on the token; joining it releases its
+    // hold on the uploader's channel — else the uploader never finishes.
+    let worker = finish(current.take()).await;
     drop(item_tx);
     let uploaded = uploader
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("uploader failed: {e}")))?;
-    // A failed upload stops the tar workers ("the uploader stopped"): its own error says why.
-    let entries = match (pumped, uploaded) {
-        (_, Err(upload)) => return Err(upload),
-        (Err(pump), Ok(_)) => return Err(pump),
-        (Ok(()), Ok(entries)) => entries,
+    let (uploaded, entries) = match uploaded {
+        Ok(entries) => (Ok(()), entries),
+        Err(e) => (Err(e), Vec::new()),
     };
+    // The first failure cancelled the others: report it, not their cancellation. A failed
+    // upload comes first, as the workers' "the uploader stopped" follows from it.
+    first_cause([uploaded, pumped, worker])?;
     let ((start, timeline), (stop, stop_timeline)) = start.zip(stop).ok_or_else(|| {
         Error::new(
             ErrorKind::Postgres,
@@ -157,7 +176,10 @@ pub async fn stream(
     })
 }
 
-async fn finish(worker: Option<(mpsc::Sender<Bytes>, Worker)>) -> Result<()> {
+/// Closes a worker's input and waits for it to read to the end.
+async fn finish(
+    worker: Option<(mpsc::Sender<Bytes>, Worker)>,
+) -> std::result::Result<(), CopyError> {
     let Some((tx, handle)) = worker else {
         return Ok(());
     };
@@ -165,9 +187,6 @@ async fn finish(worker: Option<(mpsc::Sender<Bytes>, Worker)>) -> Result<()> {
     handle
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("tar worker failed: {e}")))?
-        .map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, e).hint("the source sent a malformed backup stream")
-        })
 }
 
 /// What the uploader learnt of one file's own parts: bytes stored, and each part's sha256.
@@ -179,13 +198,53 @@ struct Stored {
 
 /// Encodes and stores each part (`concurrency` at a time, so compression runs on every core),
 /// then completes the entries with the bytes this backup stored for each file and the sha256
-/// of each of its parts.
-async fn upload_all(
+/// of each of its parts. On its own failure it cancels the copy; once cancelled it stops.
+pub(super) async fn upload_all(
     repo: Repo,
     id: BackupId,
+    items: mpsc::Receiver<Item>,
+    concurrency: usize,
+    cancel: CancellationToken,
+) -> std::result::Result<Vec<ManifestEntry>, CopyError> {
+    // Ending early drops the uploads in flight, which aborts them: a partly stored backup
+    // has no manifest, and the next backup's cleanup removes what it stored.
+    let uploaded = cancel
+        .run_until_cancelled(upload(&repo, &id, items, concurrency))
+        .await
+        .unwrap_or(Err(CopyError::Cancelled));
+    if uploaded.is_err() {
+        cancel.cancel();
+    }
+    let (mut entries, mut stored) = uploaded?;
+    for e in &mut entries {
+        if let EntryKind::File { layers, .. } = &mut e.kind
+            && let Some(own) = layers.last_mut().filter(|l| l.backup == id)
+        {
+            let mut s = stored.remove(&e.path).unwrap_or_default();
+            own.stored_size = s.bytes;
+            own.part_sha256 = (0..own.parts)
+                .map(|p| {
+                    s.sha256.remove(&p).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Internal,
+                            format!("part {p} of {} was never stored", e.path),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?;
+        }
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(entries)
+}
+
+/// Stores every part received; returns the entries in stream order and what each file stored.
+async fn upload(
+    repo: &Repo,
+    id: &BackupId,
     mut items: mpsc::Receiver<Item>,
     concurrency: usize,
-) -> Result<Vec<ManifestEntry>> {
+) -> std::result::Result<(Vec<ManifestEntry>, HashMap<String, Stored>), CopyError> {
     type Done = (String, u32, u64, Digest);
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut uploads: JoinSet<Result<Done>> = JoinSet::new();
@@ -197,7 +256,7 @@ async fn upload_all(
         let s = stored.entry(path).or_default();
         s.bytes += n;
         s.sha256.insert(part, sha);
-        Result::Ok(())
+        Result::<()>::Ok(())
     };
     while let Some(item) = items.recv().await {
         let (path, part, plain, permit) = match item {
@@ -238,24 +297,5 @@ async fn upload_all(
     while let Some(done) = uploads.join_next().await {
         add(done)?;
     }
-    for e in &mut entries {
-        if let EntryKind::File { layers, .. } = &mut e.kind
-            && let Some(own) = layers.last_mut().filter(|l| l.backup == id)
-        {
-            let mut s = stored.remove(&e.path).unwrap_or_default();
-            own.stored_size = s.bytes;
-            own.part_sha256 = (0..own.parts)
-                .map(|p| {
-                    s.sha256.remove(&p).ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::Internal,
-                            format!("part {p} of {} was never stored", e.path),
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?;
-        }
-    }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(entries)
+    Ok((entries, stored))
 }

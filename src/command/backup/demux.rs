@@ -1,14 +1,18 @@
 //! The tar side of a backup: a blocking worker reads one archive of the BASE_BACKUP stream
 //! (fed chunk by chunk through a bounded channel) and turns each file into parts of at most
 //! `PART_SIZE` plaintext — the whole file, or for an incremental only its changed pages — sent
-//! on to be encoded and stored, followed by the file's manifest entry.
+//! on to be encoded and stored, followed by the file's manifest entry. It stops as soon as the
+//! copy's cancellation token is cancelled, and cancels it when it fails itself.
 
+use std::future::Future;
 use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
+use super::copy_error::CopyError;
 use super::pages::{self, PageScan, Parent, ParentFile};
 use crate::manifest::delta::DeltaWriter;
 use crate::manifest::{BackupId, EntryKind, Layer, ManifestEntry, PART_SIZE, safe_path};
@@ -39,18 +43,26 @@ pub struct DemuxContext {
     pub parent: Option<Arc<Parent>>,
     /// The memory cap in KiB permits.
     pub budget: Arc<Semaphore>,
+    /// Shared by every task of the copy: cancelled when one of them fails.
+    pub cancel: CancellationToken,
+}
+
+/// Waits on this blocking thread for `fut`, unless the copy is cancelled first.
+fn wait<F: Future>(cancel: &CancellationToken, fut: F) -> Result<F::Output, CopyError> {
+    futures::executor::block_on(cancel.run_until_cancelled(fut)).ok_or(CopyError::Cancelled)
 }
 
 /// Reads the chunks of one tar archive as a byte stream.
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     cur: Bytes,
+    cancel: CancellationToken,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
+            match wait(&self.cancel, self.rx.recv()).map_err(std::io::Error::other)? {
                 Some(b) => self.cur = b,
                 None => return Ok(0),
             }
@@ -63,33 +75,48 @@ impl Read for ChannelReader {
 }
 
 /// Demultiplexes one archive; `prefix` places a tablespace's entries under `pg_tblspc/<oid>`.
-/// Runs on a blocking thread; returns an error text on a malformed stream.
+/// Runs on a blocking thread. On its own failure it cancels the copy; after a cancellation it
+/// returns [`CopyError::Cancelled`], whatever the interrupted read made of it.
 pub fn demux(
     rx: mpsc::Receiver<Bytes>,
     prefix: Option<String>,
     items: mpsc::Sender<Item>,
     ctx: DemuxContext,
-) -> Result<(), String> {
-    let mut archive = tar::Archive::new(ChannelReader {
+) -> Result<(), CopyError> {
+    let mut input = ChannelReader {
         rx,
         cur: Bytes::new(),
-    });
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("cannot read the backup's tar stream: {e}"))?;
+        cancel: ctx.cancel.clone(),
+    };
     let out = Out {
         items: &items,
         ctx: &ctx,
     };
+    let result = archive(&mut input, prefix.as_deref(), &out);
+    if result.is_err() {
+        if ctx.cancel.is_cancelled() {
+            return Err(CopyError::Cancelled);
+        }
+        // Cancelled before the input closes, so the pump never finds a closed input while
+        // the token is still uncancelled: it stops rather than feed a dead worker.
+        ctx.cancel.cancel();
+    }
+    drop(input);
+    result
+}
+
+fn archive(input: &mut ChannelReader, prefix: Option<&str>, out: &Out) -> Result<(), CopyError> {
+    let mut archive = tar::Archive::new(input);
+    let entries = archive.entries().map_err(CopyError::Stream)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("bad tar entry in the backup stream: {e}"))?;
+        let mut entry = entry.map_err(CopyError::Entry)?;
         let raw = entry
             .path()
-            .map_err(|e| e.to_string())?
+            .map_err(CopyError::Entry)?
             .display()
             .to_string();
-        let rel = safe_path(&raw)?;
-        let path = match &prefix {
+        let rel = safe_path(&raw).map_err(|_| CopyError::Path(raw.clone()))?;
+        let path = match prefix {
             Some(p) => format!("{p}/{rel}"),
             None => rel,
         };
@@ -102,14 +129,13 @@ pub fn demux(
         } else if kind.is_symlink() {
             let target = entry
                 .link_name()
-                .map_err(|e| e.to_string())?
+                .map_err(CopyError::Entry)?
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
             EntryKind::Link { target }
         } else if kind.is_file() {
             let size = entry.size();
-            file(&mut entry, &path, size, &out)
-                .map_err(|e| format!("cannot read {path} from the backup stream: {e}"))?
+            file(&mut entry, &path, size, out)?
         } else {
             continue;
         };
@@ -122,7 +148,7 @@ pub fn demux(
     }
     // Drain what follows the end-of-archive marker so the pump never blocks on a full channel.
     let mut rest = archive.into_inner();
-    let _ = std::io::copy(&mut rest, &mut std::io::sink());
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(CopyError::Stream)?;
     Ok(())
 }
 
@@ -132,17 +158,16 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn send(&self, item: Item) -> Result<(), String> {
-        self.items
-            .blocking_send(item)
-            .map_err(|_| "the uploader stopped".to_string())
+    fn send(&self, item: Item) -> Result<(), CopyError> {
+        wait(&self.ctx.cancel, self.items.send(item))?.map_err(|_| CopyError::UploaderStopped)
     }
 
     /// Sends one part once the memory cap has room for it (plaintext and encoded copy).
-    fn part(&self, path: &str, part: u32, plain: Vec<u8>) -> Result<(), String> {
+    fn part(&self, path: &str, part: u32, plain: Vec<u8>) -> Result<(), CopyError> {
         let kib = (2 * plain.len()).div_ceil(1024).max(1) as u32;
-        let permit = futures::executor::block_on(self.ctx.budget.clone().acquire_many_owned(kib))
-            .map_err(|_| "the memory budget was closed".to_string())?;
+        let budget = Arc::clone(&self.ctx.budget);
+        let permit = wait(&self.ctx.cancel, budget.acquire_many_owned(kib))?
+            .map_err(|_| CopyError::Budget)?;
         self.send(Item::Part {
             path: path.to_string(),
             part,
@@ -181,7 +206,7 @@ fn plan<'p>(path: &str, size: u64, parent: Option<&'p Parent>) -> Plan<'p> {
 }
 
 /// Reads one file and sends its parts; returns its entry kind.
-fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Result<EntryKind> {
+fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> Result<EntryKind, CopyError> {
     let parent = out.ctx.parent.as_deref();
     let plan = plan(path, size, parent);
     let mut scan = PageScan {
@@ -202,11 +227,15 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
     let mut delta = DeltaWriter::default();
     let (mut parts, mut remaining, mut index) = (0u32, size, 0u64);
     let mut held: Option<Vec<u8>> = None;
-    let fail = |e: String| std::io::Error::other(e);
     while remaining > 0 {
         let n = remaining.min(PART_SIZE as u64) as usize;
         let mut buf = vec![0u8; n];
-        input.read_exact(&mut buf)?;
+        input
+            .read_exact(&mut buf)
+            .map_err(|source| CopyError::Read {
+                path: path.to_string(),
+                source,
+            })?;
         remaining -= n as u64;
         hasher.update(&buf);
         let mut flush = Vec::new();
@@ -219,12 +248,12 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
         index += (n / PAGE_SIZE) as u64;
         match plan {
             Plan::Whole => {
-                out.part(path, parts, buf).map_err(fail)?;
+                out.part(path, parts, buf)?;
                 parts += 1;
             }
             Plan::Delta(..) => {
                 for p in flush {
-                    out.part(path, parts, p).map_err(fail)?;
+                    out.part(path, parts, p)?;
                     parts += 1;
                 }
                 // A file of one part is held until its delta is known: stored whole when the
@@ -252,7 +281,7 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
         Plan::Compare(old) if old.sha256 == sha256 && old.size == size => old.layers.clone(),
         Plan::Compare(_) => {
             if let Some(buf) = held {
-                out.part(path, 0, buf).map_err(fail)?;
+                out.part(path, 0, buf)?;
             }
             vec![own(false, u32::from(size > 0))]
         }
@@ -260,13 +289,13 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> std::io::Res
             if parts == 0 && !delta.is_empty() && !pages::delta_pays(delta.len(), size) =>
         {
             if let Some(buf) = held {
-                out.part(path, 0, buf).map_err(fail)?;
+                out.part(path, 0, buf)?;
             }
             vec![own(false, u32::from(size > 0))]
         }
         Plan::Delta(old, _) => {
             if !delta.is_empty() {
-                out.part(path, parts, delta.take()).map_err(fail)?;
+                out.part(path, parts, delta.take())?;
                 parts += 1;
             }
             if parts == 0 && size == old.size {

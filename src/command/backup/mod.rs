@@ -7,7 +7,12 @@
 
 mod cleanup;
 mod copy;
+mod copy_error;
+#[cfg(test)]
+mod copy_tests;
 mod demux;
+#[cfg(test)]
+mod demux_tests;
 mod pages;
 pub mod plan;
 mod progress;
