@@ -127,6 +127,7 @@ struct RawRepository {
     request_timeout: Option<String>,
     cipher: Option<String>,
     cipher_pass_file: Option<PathBuf>,
+    cipher_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -567,7 +568,12 @@ impl RawRepository {
                 Duration::from_secs(30),
                 Duration::from_millis(100)..=Duration::from_secs(3600),
             )?,
-            cipher: CipherConfig::resolve(self.cipher, self.cipher_pass_file, cipher_pass)?,
+            cipher: CipherConfig::resolve(
+                self.cipher,
+                self.cipher_pass_file,
+                self.cipher_key_file,
+                cipher_pass,
+            )?,
             compression: Compression::Zstd(DEFAULT_COMPRESS_LEVEL),
             compress_threads: DEFAULT_COMPRESS_THREADS,
         })

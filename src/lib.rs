@@ -7,11 +7,15 @@
 //! ```text
 //! pg/         VOCABULARY, pure: Lsn, Timeline, WalSegmentName, WalFileName, WalHeader,
 //!             ControlFile, SystemId, PgVersion; client (tokio-postgres queries)
-//! pipeline/   MECHANISM, bytes only: sha256 while streaming, zstd, the object header
-//! repo/       MECHANISM: the only module that knows object keys (layout), stores (store),
-//!             repo.json (info), creating a repository (create), leases
+//! pipeline/   MECHANISM, bytes only: sha256 while streaming, zstd, the object header,
+//!             AES-256-GCM STREAM encryption and key wrapping (encrypt)
+//! repo/       MECHANISM: the only module that knows object keys (layout) and the only caller
+//!             of pipeline/: typed objects (objects: `RepoObject` save/load, `WalKey` and
+//!             `BackupPartKey` seal/store/fetch), stores (store), repo.json (info), the key
+//!             (keyring), creating a repository (create), leases and holds
 //! manifest/   MECHANISM: one backup's source of truth (files, layers, part checksums), its
-//!             fields typed (SystemId, Lsn, Timeline, times, Digest) and stored as text
+//!             fields typed (SystemId, Lsn, Timeline, times, Digest) and stored as text; a
+//!             `RepoObject` (manifest -> repo)
 //! patroni/    MECHANISM: Patroni's REST API (GET /cluster, health checks) and the choice of
 //!             the member a backup reads from
 //! localfs     MECHANISM: durable local writes (temp, fsync, rename, fsync dir)
@@ -25,9 +29,11 @@
 //!
 //! ```text
 //! archive_command -> pgkeep archive-push %p -> command::archive_push::run
-//!                    -> push_one(&Repo, path, name): header check -> encode -> put_if_absent
+//!                    -> push_one(&Repo, path, name): compress -> header check -> seal
+//!                       (encrypt with the repository's key) -> store_new
 //! restore_command -> pgkeep archive-get %f %p -> command::archive_get::run
-//!                    -> get_one(&Repo, name, dest): get -> decode (verify) -> write_atomic
+//!                    -> get_one(&Repo, name, dest): fetch -> decode (decrypt, verify)
+//!                       -> write_atomic
 //! ```
 //!
 //! `config` turns TOML + environment into a validated `Config`; `error` holds the one error

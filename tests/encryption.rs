@@ -419,6 +419,22 @@ fn passphrases_rotate_without_touching_an_object() {
         std::fs::read(&fetched).unwrap(),
         std::fs::read(&seg).unwrap()
     );
+    // A key file (random bytes, no Argon2id) opens it too once added; a short one is refused.
+    let short = write(dir.path(), "short-key", "too short");
+    assert_eq!(switched.run(&["key", "add", "--key-file", &short]).code, 15);
+    let key_file = write(dir.path(), "key", &"k3y-material-".repeat(4));
+    let added = switched.ok(&["key", "add", "--key-file", &key_file]);
+    assert!(added.stdout.contains("added key k3"), "{}", added.stdout);
+    let by_file = with_cipher_lines(
+        dir.path(),
+        "by-file",
+        &format!("cipher = \"aes-256-gcm\"\ncipher_key_file = \"{key_file}\""),
+    );
+    let listed = by_file.ok(&["key", "list"]).stdout;
+    assert!(
+        listed.contains("k3  ") && listed.contains("key-file (configured)"),
+        "{listed}"
+    );
     // The old passphrase opens nothing any more, from either copy of repo.json.
     assert_eq!(pk.run(&["info"]).code, 15);
     std::fs::remove_file(repo.join("main/repo.json")).unwrap();

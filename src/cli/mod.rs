@@ -181,11 +181,15 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add a passphrase (read from a file) without re-encrypting anything.
+    /// Add a passphrase or key file without re-encrypting anything.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["pass_file", "key_file"])))]
     Add {
         /// A file holding the new passphrase (one line).
         #[arg(long, value_name = "FILE")]
-        pass_file: PathBuf,
+        pass_file: Option<PathBuf>,
+        /// A key file of at least 32 random bytes (e.g. `openssl rand -base64 48`).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
     },
     /// Remove a key slot (not the one the configured passphrase opens).
     Remove {

@@ -135,8 +135,19 @@ impl Command {
             Command::Info { json } => Invocation::Info(Output::of(json)),
             Command::Key { action } => match action {
                 KeyCommand::List { json } => Invocation::Key(key::KeyArgs::List, Output::of(json)),
-                KeyCommand::Add { pass_file } => {
-                    Invocation::Key(key::KeyArgs::Add { pass_file }, Output::Text)
+                KeyCommand::Add {
+                    pass_file,
+                    key_file,
+                } => {
+                    let key = key_file.is_some();
+                    let file = key_file.or(pass_file).unwrap_or_default();
+                    Invocation::Key(
+                        key::KeyArgs::Add {
+                            file,
+                            key_file: key,
+                        },
+                        Output::Text,
+                    )
                 }
                 KeyCommand::Remove { id } => {
                     Invocation::Key(key::KeyArgs::Remove { id }, Output::Text)

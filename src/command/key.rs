@@ -10,14 +10,16 @@ use serde::Serialize;
 use crate::config::{CipherChoice, Config, Secret};
 use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repo;
-use crate::repo::keyring::{KdfParams, KeySlot};
+use crate::repo::create::kdf_for;
+use crate::repo::keyring::{Credential, KeySlot};
 
 #[derive(Debug, Clone)]
 pub enum KeyArgs {
     List,
-    /// Wraps the data key under the passphrase in this file.
+    /// Wraps the data key under the passphrase (or, `key_file`, the key file) in `file`.
     Add {
-        pass_file: PathBuf,
+        file: PathBuf,
+        key_file: bool,
     },
     Remove {
         id: String,
@@ -48,7 +50,7 @@ impl std::fmt::Display for KeyReport {
             writeln!(f, "{c} in {}", self.location)?;
         }
         for k in &self.keys {
-            let mark = if k.current { " (this passphrase)" } else { "" };
+            let mark = if k.current { " (configured)" } else { "" };
             writeln!(f, "{}  created {}  {}{mark}", k.id, k.created_at, k.kdf)?;
         }
         Ok(())
@@ -69,14 +71,19 @@ pub async fn run(cfg: &Config, args: KeyArgs) -> Result<KeyReport> {
     // Change the slots, then rewrite repo.json (main file, then its copy).
     let changed = match args {
         KeyArgs::List => None,
-        KeyArgs::Add { pass_file } => Some(add(&mut repo, &pass_file).await?),
+        KeyArgs::Add { file, key_file } => Some(add(&mut repo, &file, key_file).await?),
         KeyArgs::Remove { id } => Some(remove(&mut repo, &id).await?),
     };
     Ok(report(&repo, changed))
 }
 
-async fn add(repo: &mut Repo, pass_file: &std::path::Path) -> Result<String> {
-    let pass = Secret::from_file(pass_file)?;
+async fn add(repo: &mut Repo, file: &std::path::Path, key_file: bool) -> Result<String> {
+    let secret = Secret::from_file(file)?;
+    let credential = if key_file {
+        Credential::KeyFile(secret)
+    } else {
+        Credential::Passphrase(secret)
+    };
     let data = *repo.data_key().ok_or_else(|| {
         Error::new(
             ErrorKind::Internal,
@@ -87,9 +94,11 @@ async fn add(repo: &mut Repo, pass_file: &std::path::Path) -> Result<String> {
     let id = next_id(&info.keys);
     let slot = {
         let id = id.clone();
-        tokio::task::spawn_blocking(move || KeySlot::new(&data, &pass, &id, KdfParams::default()))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??
+        tokio::task::spawn_blocking(move || {
+            KeySlot::new(&data, credential.secret(), &id, kdf_for(&credential))
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))??
     };
     info.keys.push(slot);
     repo.rewrite_info(info).await?;
@@ -137,10 +146,13 @@ fn report(repo: &Repo, changed: Option<String>) -> KeyReport {
             .map(|k| KeyLine {
                 id: k.id.clone(),
                 created_at: k.created_at.clone(),
-                kdf: format!(
-                    "argon2id m={} KiB t={} p={}",
-                    k.memory_kib, k.iterations, k.parallelism
-                ),
+                kdf: match k.kdf.as_str() {
+                    "argon2id" => format!(
+                        "argon2id m={} KiB t={} p={}",
+                        k.memory_kib, k.iterations, k.parallelism
+                    ),
+                    other => other.to_string(),
+                },
                 current: repo.key_slot() == Some(k.id.as_str()),
             })
             .collect(),

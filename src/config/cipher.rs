@@ -1,5 +1,6 @@
-//! `[repository] cipher` and where its passphrase comes from: `cipher_pass_file`, or the
-//! `PGKEEP_REPOSITORY_CIPHER_PASS` variable. The passphrase is never a key of the config text
+//! `[repository] cipher` and where its key comes from: a passphrase (`cipher_pass_file`, or
+//! the `PGKEEP_REPOSITORY_CIPHER_PASS` variable), or a key file of random bytes
+//! (`cipher_key_file`, no stretching needed, so no Argon2id cost per process). The passphrase is never a key of the config text
 //! (a file that is shown, copied and versioned), never carried into `restore_command`, and
 //! never printed: `Secret` has no `Display` and a redacted `Debug`.
 
@@ -85,11 +86,35 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// What opens the repository's key.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Passphrase(Secret),
+    KeyFile(Secret),
+}
+
+impl Credential {
+    pub fn secret(&self) -> &Secret {
+        match self {
+            Credential::Passphrase(s) | Credential::KeyFile(s) => s,
+        }
+    }
+
+    /// For messages: what was wrong.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Credential::Passphrase(_) => "passphrase",
+            Credential::KeyFile(_) => "key file",
+        }
+    }
+}
+
 /// The cipher settings of `[repository]`.
 #[derive(Debug, Clone)]
 pub struct CipherConfig {
     pub cipher: CipherChoice,
     pub pass_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     /// From `PGKEEP_REPOSITORY_CIPHER_PASS`, when set and not empty.
     pub pass_env: Option<Secret>,
 }
@@ -99,6 +124,7 @@ impl Default for CipherConfig {
         CipherConfig {
             cipher: CipherChoice::None,
             pass_file: None,
+            key_file: None,
             pass_env: None,
         }
     }
@@ -108,44 +134,58 @@ impl CipherConfig {
     pub fn resolve(
         cipher: Option<String>,
         pass_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
         pass_env: Option<Secret>,
     ) -> Result<CipherConfig> {
         let cipher = match cipher.as_deref() {
             None => CipherChoice::None,
             Some(s) => CipherChoice::parse(s)?,
         };
-        if let Some(p) = &pass_file
-            && !p.is_absolute()
-        {
+        for (key, p) in [
+            ("cipher_pass_file", &pass_file),
+            ("cipher_key_file", &key_file),
+        ] {
+            if let Some(p) = p
+                && !p.is_absolute()
+            {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("repository.{key} '{}' is not absolute", p.display()),
+                )
+                .hint(
+                    "PostgreSQL runs restore_command in its data directory: use an absolute path",
+                ));
+            }
+        }
+        if pass_file.is_some() && key_file.is_some() {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!(
-                    "repository.cipher_pass_file '{}' is not absolute",
-                    p.display()
-                ),
+                "repository.cipher_pass_file and cipher_key_file are both set",
             )
-            .hint("PostgreSQL runs restore_command in its data directory: use an absolute path"));
+            .hint("set one: a passphrase file or a key file"));
         }
         Ok(CipherConfig {
             cipher,
             pass_file,
+            key_file,
             pass_env,
         })
     }
 
-    /// The passphrase: the environment variable wins over the file.
-    pub fn passphrase(&self) -> Result<Secret> {
+    /// What opens the key: the environment variable wins over the files.
+    pub fn credential(&self) -> Result<Credential> {
         if let Some(s) = &self.pass_env {
-            return Ok(s.clone());
+            return Ok(Credential::Passphrase(s.clone()));
         }
-        match &self.pass_file {
-            Some(p) => Secret::from_file(p),
-            None => Err(Error::new(
+        match (&self.pass_file, &self.key_file) {
+            (Some(p), _) => Secret::from_file(p).map(Credential::Passphrase),
+            (None, Some(k)) => Secret::from_file(k).map(Credential::KeyFile),
+            (None, None) => Err(Error::new(
                 ErrorKind::Key,
-                "the repository is encrypted and no passphrase is configured",
+                "the repository is encrypted and no passphrase or key file is configured",
             )
             .hint(format!(
-                "set repository.cipher_pass_file, or {PASS_ENV} in the environment"
+                "set repository.cipher_pass_file or cipher_key_file, or {PASS_ENV} in the environment"
             ))),
         }
     }
@@ -180,10 +220,12 @@ mod tests {
 
     #[test]
     fn cipher_names_and_relative_files_are_checked() {
-        assert!(CipherConfig::resolve(Some("aes-256-cbc".into()), None, None).is_err());
-        assert!(CipherConfig::resolve(None, Some("pass".into()), None).is_err());
-        let c = CipherConfig::resolve(Some("aes-256-gcm".into()), None, None).unwrap();
+        assert!(CipherConfig::resolve(Some("aes-256-cbc".into()), None, None, None).is_err());
+        assert!(CipherConfig::resolve(None, Some("pass".into()), None, None).is_err());
+        let both = CipherConfig::resolve(None, Some("/a".into()), Some("/b".into()), None);
+        assert!(both.is_err());
+        let c = CipherConfig::resolve(Some("aes-256-gcm".into()), None, None, None).unwrap();
         assert_eq!(c.cipher, CipherChoice::Aes256Gcm);
-        assert_eq!(c.passphrase().unwrap_err().kind(), ErrorKind::Key);
+        assert_eq!(c.credential().unwrap_err().kind(), ErrorKind::Key);
     }
 }

@@ -36,6 +36,7 @@ const NONCE_PREFIX_LEN: usize = 7;
 const OBJECT_INFO: &[u8] = b"pgkeep object aes-256-gcm v2";
 const MAC_INFO: &[u8] = b"pgkeep digest hmac-sha256 v2";
 const WRAP_AAD: &[u8] = b"pgkeep data key v2";
+const KEY_FILE_INFO: &[u8] = b"pgkeep key file v2";
 
 /// Why a sealed body could not be opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -174,17 +175,46 @@ impl Default for KdfParams {
     }
 }
 
-/// A data key wrapped under a passphrase: the salt and nonce are public; the tag inside
-/// `wrapped` is the key check (a wrong passphrase fails it).
+/// How a key-encryption key is derived from what the operator holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kdf {
+    /// A passphrase, stretched with Argon2id: slow on purpose, once per process.
+    Argon2id(KdfParams),
+    /// A key file of at least 32 random bytes: nothing to stretch, so HKDF-SHA256 — what keeps
+    /// `archive_command` at full speed on an encrypted repository.
+    KeyFile,
+}
+
+/// The shortest key file accepted: 256 bits.
+pub const MIN_KEY_FILE: usize = 32;
+
+/// A data key wrapped under a passphrase or key file: the salt and nonce are public; the tag
+/// inside `wrapped` is the key check (a wrong passphrase fails it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrappedKey {
-    pub kdf: KdfParams,
+    pub kdf: Kdf,
     pub salt: [u8; 16],
     pub nonce: [u8; 12],
     pub wrapped: Vec<u8>,
 }
 
-fn kek(pass: &[u8], salt: &[u8], kdf: KdfParams) -> Result<Zeroizing<[u8; 32]>, String> {
+fn kek(pass: &[u8], salt: &[u8], kdf: Kdf) -> Result<Zeroizing<[u8; 32]>, String> {
+    let kdf = match kdf {
+        Kdf::Argon2id(p) => p,
+        Kdf::KeyFile => {
+            if pass.len() < MIN_KEY_FILE {
+                return Err(format!(
+                    "a key file holds at least {MIN_KEY_FILE} bytes, this one {}",
+                    pass.len()
+                ));
+            }
+            let mut out = Zeroizing::new([0u8; 32]);
+            hkdf::Hkdf::<Sha256>::new(Some(salt), pass)
+                .expand(KEY_FILE_INFO, out.as_mut())
+                .map_err(|e| format!("hkdf failed: {e}"))?;
+            return Ok(out);
+        }
+    };
     let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
         .map_err(|e| format!("invalid argon2id parameters: {e}"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -201,7 +231,7 @@ impl WrappedKey {
         data_key: &[u8; 32],
         pass: &[u8],
         slot: &str,
-        kdf: KdfParams,
+        kdf: Kdf,
     ) -> Result<WrappedKey, String> {
         let salt: [u8; 16] = random().map_err(|e| e.to_string())?;
         let nonce: [u8; 12] = random().map_err(|e| e.to_string())?;
@@ -344,12 +374,17 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        let w = WrappedKey::wrap(&[5u8; 32], b"correct horse", "k1", kdf).unwrap();
+        let w = WrappedKey::wrap(&[5u8; 32], b"correct horse", "k1", Kdf::Argon2id(kdf)).unwrap();
         assert_eq!(
             w.unwrap_with(b"correct horse", "k1").unwrap(),
             Some([5u8; 32])
         );
         assert_eq!(w.unwrap_with(b"wrong", "k1").unwrap(), None);
         assert_eq!(w.unwrap_with(b"correct horse", "k2").unwrap(), None);
+        let file = [9u8; 32];
+        let k = WrappedKey::wrap(&[5u8; 32], &file, "k3", Kdf::KeyFile).unwrap();
+        assert_eq!(k.unwrap_with(&file, "k3").unwrap(), Some([5u8; 32]));
+        assert_eq!(k.unwrap_with(&[8u8; 32], "k3").unwrap(), None);
+        assert!(WrappedKey::wrap(&[5u8; 32], b"short", "k4", Kdf::KeyFile).is_err());
     }
 }

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 
 pub use checksum::Digest;
 pub use compress::{Codec, Compression};
-pub use encrypt::{CipherKeys, KdfParams, OpenError, WrappedKey};
+pub use encrypt::{CipherKeys, Kdf, KdfParams, OpenError, WrappedKey};
 pub use header::{Cipher, HEADER_LEN, ObjectHeader};
 
 /// How to encode.

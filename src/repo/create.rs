@@ -12,7 +12,15 @@ use super::layout::{Layout, RepoKey};
 use super::{Repo, store};
 use crate::config::{CipherChoice, RepositoryConfig};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{CipherKeys, KdfParams};
+use crate::pipeline::{CipherKeys, Kdf, KdfParams};
+
+/// The derivation a new key slot uses for this credential.
+pub fn kdf_for(credential: &keyring::Credential) -> Kdf {
+    match credential {
+        keyring::Credential::Passphrase(_) => Kdf::Argon2id(KdfParams::default()),
+        keyring::Credential::KeyFile(_) => Kdf::KeyFile,
+    }
+}
 
 /// The outcome of `create`.
 #[derive(Debug)]
@@ -92,10 +100,10 @@ fn with_key(info: RepoInfo, cfg: &RepositoryConfig) -> Result<(RepoInfo, Option<
     if info.cipher == CipherChoice::None {
         return Ok((info, None));
     }
-    let pass = cfg.cipher.passphrase()?;
+    let credential = cfg.cipher.credential()?;
     let data = CipherKeys::generate()
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot make a key: {e}")))?;
-    let slot = KeySlot::new(&data, &pass, "k1", KdfParams::default())?;
+    let slot = KeySlot::new(&data, credential.secret(), "k1", kdf_for(&credential))?;
     let keys = CipherKeys::new(data);
     let info = RepoInfo {
         keys: vec![slot],

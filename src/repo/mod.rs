@@ -409,7 +409,7 @@ async fn unlock(
     if info.cipher == crate::config::CipherChoice::None {
         return Ok(None);
     }
-    let pass = cfg.cipher.passphrase()?;
+    let pass = cfg.cipher.credential()?;
     let (slots, check, location) = (
         info.keys.clone(),
         info.key_check.clone().unwrap_or_default(),
