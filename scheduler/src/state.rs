@@ -147,7 +147,7 @@ pub async fn write_record(repo: &Repo, job: &str, r: &JobRecord) -> Result<()> {
 /// Refreshes what the status says of the repository: newest backups, newest WAL, bytes.
 pub async fn refresh_repository(cfg: &pgkeep::config::Config, shared: &Shared) -> Result<()> {
     let repo = Repo::open(&cfg.repository).await?;
-    let backups = pgkeep::command::backups::list(&repo).await?;
+    let backups = pgkeep::manifest::listing::list(&repo).await?;
     let wal = repo.wal_objects().await?;
     let mut newest = BTreeMap::new();
     let mut bytes: u64 = wal.iter().map(|o| o.size).sum();

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::command::backups;
+use crate::manifest::listing;
 use crate::command::restore::{self, RecoveryTarget, RestoreArgs, RestoreReport};
 use crate::config::{Config, CreateReplicaConfig};
 use crate::error::{Error, ErrorKind, Result};
@@ -53,7 +53,7 @@ impl std::fmt::Display for CreateReplicaReport {
 pub async fn run(cfg: &Config, args: CreateReplicaArgs) -> Result<CreateReplicaReport> {
     // The newest backup, or decline: Patroni then copies from the leader.
     let repo = Repo::open(&cfg.repository).await?;
-    let newest = backups::list(&repo)
+    let newest = listing::list(&repo)
         .await?
         .pop()
         .ok_or_else(|| declined("the repository holds no backup yet".into()))?;

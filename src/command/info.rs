@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::backups;
+use crate::manifest::listing;
 use crate::command::drills::{self, Proven};
 use crate::command::wal_ranges::WalSummary;
 use crate::config::Config;
@@ -28,7 +28,7 @@ pub struct InfoReport {
 
 pub async fn run(cfg: &Config) -> Result<InfoReport> {
     let repo = Repo::open(&cfg.repository).await?;
-    let listing = backups::listing(&repo).await?;
+    let listing = listing::listing(&repo).await?;
     let names = repo.wal_file_names().await?;
     let proven = drills::proven(&drills::list(&repo).await?);
     Ok(InfoReport {

@@ -6,7 +6,6 @@
 pub mod archive_get;
 pub mod archive_push;
 pub mod backup;
-pub mod backups;
 pub mod bootstrap;
 pub mod create_replica;
 pub mod drills;
@@ -17,7 +16,6 @@ pub mod key;
 pub mod pin;
 pub mod restore;
 pub mod spool;
-pub mod verified;
 pub mod verify;
 pub mod wal_ranges;
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::backups;
+use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{BackupId, Manifest};
@@ -76,7 +76,7 @@ pub async fn run(cfg: &Config, args: PinArgs) -> Result<PinReport> {
 
 pub async fn pin(cfg: &Config, id: &str) -> Result<()> {
     let repo = Repo::open(&cfg.repository).await?;
-    if backups::load(&repo, id).await?.is_none() {
+    if listing::load(&repo, id).await?.is_none() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("no backup {id} in {}", repo.location()),

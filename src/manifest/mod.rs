@@ -11,6 +11,7 @@ pub use crate::repo::{BackupId, BackupKind};
 
 pub mod delta;
 pub mod drill;
+pub mod listing;
 mod fields;
 mod stored;
 mod validate;

@@ -16,6 +16,7 @@ pub mod objects;
 mod retry;
 mod staging;
 pub mod store;
+pub mod verified;
 
 use std::sync::Arc;
 

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use pgkeep::command::{backups, drills};
+use pgkeep::command::drills;
+use pgkeep::manifest::listing;
 use pgkeep::config::Selection;
 use pgkeep::error::{Error, ErrorKind, Result};
 use pgkeep::manifest::Manifest;
@@ -31,7 +32,7 @@ impl Choice {
 
 pub async fn select(repo: &Repo, choice: &Choice, window: Duration) -> Result<Manifest> {
     if let Choice::Id(id) = choice {
-        return backups::load(repo, id).await?.ok_or_else(|| {
+        return listing::load(repo, id).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("no backup {id} in {}", repo.location()),
@@ -39,7 +40,7 @@ pub async fn select(repo: &Repo, choice: &Choice, window: Duration) -> Result<Ma
             .hint("'pgkeep info' lists the backups")
         });
     }
-    let mut all = backups::list(repo).await?;
+    let mut all = listing::list(repo).await?;
     if all.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidInput,

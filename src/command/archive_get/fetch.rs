@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use crate::command::{blocking, verified};
+use crate::command::blocking;
+use crate::repo::verified;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::WalFileName;
 use crate::pg::wal_content::{check_content, head_len};

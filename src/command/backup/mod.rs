@@ -26,7 +26,7 @@ use chrono::SubsecRound;
 
 pub use plan::Requested;
 
-use crate::command::backups;
+use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{BackupId, FORMAT_VERSION, Manifest};
@@ -116,7 +116,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
 
     // Plan: a full, or an incremental on the newest backup of this timeline whose chain is
     // readable; a damaged backup is reported and never built on.
-    let listing = backups::listing(repo).await?;
+    let listing = listing::listing(repo).await?;
     for d in &listing.damaged {
         tracing::warn!(
             backup = d.id,

@@ -13,7 +13,7 @@ mod report;
 
 use chrono::Utc;
 
-use crate::command::backups;
+use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
@@ -60,7 +60,7 @@ async fn expire(cfg: &Config, repo: &Repo, args: &ExpireArgs) -> Result<ExpireRe
         .map(ToString::to_string)
         .collect();
     let holds = hold::live(repo).await?;
-    let listing = backups::listing(repo).await?;
+    let listing = listing::listing(repo).await?;
     let mut damaged = Vec::new();
     for d in &listing.damaged {
         tracing::warn!(backup = d.id, "kept, with all wal: {}", d.error.one_line());

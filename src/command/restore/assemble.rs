@@ -12,7 +12,8 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
-use crate::command::{blocking, verified};
+use crate::command::blocking;
+use crate::repo::verified;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{Layer, ManifestEntry, PART_SIZE, delta};

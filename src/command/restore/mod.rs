@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::command::backups;
+use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
@@ -151,7 +151,7 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
 async fn select(repo: &Repo, args: &RestoreArgs) -> Result<Manifest> {
     let target = &args.target;
     if let Some(id) = args.backup.as_deref().filter(|id| *id != "latest") {
-        return backups::load(repo, id).await?.ok_or_else(|| {
+        return listing::load(repo, id).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidInput,
                 format!("no backup {id} in {}", repo.location()),
@@ -159,7 +159,7 @@ async fn select(repo: &Repo, args: &RestoreArgs) -> Result<Manifest> {
             .hint("'pgkeep info' lists the backups")
         });
     }
-    let all = backups::list(repo).await?;
+    let all = listing::list(repo).await?;
     if all.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidInput,

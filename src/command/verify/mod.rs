@@ -17,7 +17,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::command::wal_ranges::WalSummary;
-use crate::command::{backups, blocking};
+use crate::command::blocking;
+use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
@@ -170,9 +171,9 @@ impl PartialOrd for Needed {
 pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
     let repo = Repo::open(&cfg.repository).await?;
     let repo_problems = crate::repo::info::check_both(&repo).await?;
-    let listing = backups::listing(&repo).await?;
+    let listing = listing::listing(&repo).await?;
     let all = listing.backups;
-    let damaged_line = |d: &backups::Damaged| format!("{}: {}", d.id, d.error.one_line());
+    let damaged_line = |d: &listing::Damaged| format!("{}: {}", d.id, d.error.one_line());
     let (selected, damaged): (Vec<&Manifest>, Vec<String>) = match &args.backup {
         Some(id) => match listing.damaged.iter().find(|d| &d.id == id) {
             Some(d) => (vec![], vec![damaged_line(d)]),
@@ -220,7 +221,7 @@ pub async fn run(cfg: &Config, args: VerifyArgs) -> Result<VerifyReport> {
             .filter_map(|n| results.get(n).and_then(|(_, p)| p.clone()))
             .collect();
         problems.sort();
-        if !problems.is_empty() && matches!(backups::load(&repo, m.id.as_str()).await, Ok(None)) {
+        if !problems.is_empty() && matches!(listing::load(&repo, m.id.as_str()).await, Ok(None)) {
             // Expired while it was read (expire takes manifests first): not damage.
             tracing::info!(backup = %m.id, "expired during verify");
             continue;

@@ -6,7 +6,7 @@
 //! never stops the commands that do not need it.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{BackupId, Manifest};
+use super::{BackupId, Manifest};
 use crate::repo::Repo;
 
 /// A backup folder whose manifest exists but cannot be used.

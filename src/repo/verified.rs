@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
-use crate::repo::{DecodeError, Fetched};
+use super::{DecodeError, Fetched};
 
 /// Decodes `stored` into `dest`; returns the plaintext size. `what` and `location` name the
 /// object in errors.
