@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
-use crate::manifest::listing;
 use crate::command::restore::{self, RecoveryTarget, RestoreArgs, RestoreReport};
 use crate::config::{Config, CreateReplicaConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
+use crate::manifest::listing;
 use crate::pg::replication::{ConnParams, ReplConn};
 use crate::repo::Repo;
 

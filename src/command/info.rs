@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::manifest::listing;
 use crate::command::drills::{self, Proven};
 use crate::command::wal_ranges::WalSummary;
 use crate::config::Config;
 use crate::error::Result;
 use crate::manifest::Manifest;
+use crate::manifest::listing;
 use crate::repo::{Repo, RepoInfo};
 
 #[derive(Debug, Clone)]

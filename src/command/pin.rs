@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::listing;
 use crate::manifest::{BackupId, Manifest};
 use crate::repo::{Repo, RepoKey, RepoObject};
 

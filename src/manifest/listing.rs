@@ -5,8 +5,8 @@
 //! a damaged backup. A listing skips damaged backups and reports them, so one damaged manifest
 //! never stops the commands that do not need it.
 
-use crate::error::{Error, ErrorKind, Result};
 use super::{BackupId, Manifest};
+use crate::error::{Error, ErrorKind, Result};
 use crate::repo::Repo;
 
 /// A backup folder whose manifest exists but cannot be used.

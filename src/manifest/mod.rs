@@ -11,8 +11,8 @@ pub use crate::repo::{BackupId, BackupKind};
 
 pub mod delta;
 pub mod drill;
-pub mod listing;
 mod fields;
+pub mod listing;
 mod stored;
 mod validate;
 

@@ -6,9 +6,9 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use super::{DecodeError, Fetched};
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
-use super::{DecodeError, Fetched};
 
 /// Decodes `stored` into `dest`; returns the plaintext size. `what` and `location` name the
 /// object in errors.

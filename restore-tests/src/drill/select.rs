@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use pgkeep::command::drills;
-use pgkeep::manifest::listing;
 use pgkeep::config::Selection;
 use pgkeep::error::{Error, ErrorKind, Result};
 use pgkeep::manifest::Manifest;
+use pgkeep::manifest::listing;
 use pgkeep::repo::Repo;
 
 /// What the operator asked for: a backup id, or a selection rule.

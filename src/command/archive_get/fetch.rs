@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use crate::command::blocking;
-use crate::repo::verified;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::WalFileName;
 use crate::pg::wal_content::{check_content, head_len};
+use crate::repo::verified;
 use crate::repo::{Repo, WalKey};
 
 /// Writes WAL file `name` to `dest`; returns its size. `NotFound` when it is not archived.

@@ -26,9 +26,9 @@ use chrono::SubsecRound;
 
 pub use plan::Requested;
 
-use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::listing;
 use crate::manifest::{BackupId, FORMAT_VERSION, Manifest};
 use crate::pg::PgVersion;
 use crate::pg::replication::{ConnParams, ReplConn, ReplError};

@@ -13,10 +13,10 @@ mod report;
 
 use chrono::Utc;
 
-use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::Manifest;
+use crate::manifest::listing;
 use crate::pg::{WalFileName, WalSegSize, WalSegmentName};
 use crate::repo::hold::{self, HoldRecord};
 use crate::repo::lease::Lease;

@@ -13,11 +13,11 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use crate::command::blocking;
-use crate::repo::verified;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::{Layer, ManifestEntry, PART_SIZE, delta};
 use crate::pg::page::PAGE_SIZE;
+use crate::repo::verified;
 use crate::repo::{BackupPartKey, DecodeError, Decoded, Digest, Fetched, Repo};
 
 /// The file entry to rebuild, with what it must hash to.

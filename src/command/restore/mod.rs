@@ -18,11 +18,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::manifest::listing;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::localfs;
 use crate::manifest::Manifest;
+use crate::manifest::listing;
 use crate::repo::Repo;
 use place::Placement;
 pub use target::{RecoveryTarget, TargetAction};

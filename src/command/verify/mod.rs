@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::command::wal_ranges::WalSummary;
 use crate::command::blocking;
-use crate::manifest::listing;
+use crate::command::wal_ranges::WalSummary;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::listing;
 use crate::manifest::{EntryKind, Manifest};
 use crate::pg::{WalFileName, WalSegmentName};
 use crate::repo::{BackupId, BackupPartKey, Digest, Repo};
