@@ -21,19 +21,23 @@ mod environ;
 mod patroni;
 mod restore_test;
 mod scheduler;
+mod service;
 
 pub use cipher::{CipherChoice, CipherConfig, Secret};
 pub use environ::environment;
 pub use patroni::{CreateReplicaConfig, PatroniConfig};
 pub use restore_test::{DrillTarget, Probe, RestoreTestConfig, SandboxKind, Selection};
 pub use scheduler::{JobConfig, JobKind, SchedulerConfig};
+pub use service::{ServerConfig, ServiceCluster, ServiceConfig, ServiceTls, SpoolConfig};
 
 /// Environment variables that are not configuration keys.
 /// Read by name, never overlaid on the file (the passphrase must not become a config value
 /// that restore carries into restore_command).
 const RESERVED_ENV: [&str; 3] = ["PGKEEP_CONFIG", "PGKEEP_LOG", cipher::PASS_ENV];
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 12] = [
     "restore_test",
+    "service",
+    "server",
     "repository",
     "postgres",
     "archive",
@@ -90,6 +94,10 @@ pub struct Raw {
     restore_test: restore_test::RawRestoreTest,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    service: service::RawService,
+    #[serde(default)]
+    server: service::RawServer,
     #[serde(skip)]
     path: Option<PathBuf>,
     /// `PGKEEP_REPOSITORY_CIPHER_PASS`, read by name (never a key of the file).
@@ -248,6 +256,11 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// `[restore_test]`: the drills' defaults (a job may override them).
     pub restore_test: RestoreTestConfig,
+    /// `[service]`: pgkeepd receives WAL over HTTP(S) (absent: no receiver).
+    pub service: Option<ServiceConfig>,
+    /// `[server]`: archive-push/archive-get go through pgkeepd (absent: straight to the
+    /// repository).
+    pub server: Option<ServerConfig>,
     pub log_level: String,
     /// The configuration file read, if any (restore writes it into restore_command).
     pub path: Option<PathBuf>,
@@ -377,6 +390,8 @@ impl Raw {
             },
             scheduler: self.scheduler.resolve(&self.restore_test)?,
             restore_test: self.restore_test.resolve()?,
+            service: self.service.resolve()?,
+            server: self.server.resolve()?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             path: self.path,
             env: self.env,

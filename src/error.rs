@@ -75,6 +75,30 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind, for lookups by label (the WAL service sends kinds by label).
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::NotFound,
+        ErrorKind::Declined,
+        ErrorKind::Config,
+        ErrorKind::RepoMissing,
+        ErrorKind::RepoMismatch,
+        ErrorKind::InvalidInput,
+        ErrorKind::Conflict,
+        ErrorKind::Unreachable,
+        ErrorKind::Auth,
+        ErrorKind::Corrupt,
+        ErrorKind::Io,
+        ErrorKind::Postgres,
+        ErrorKind::Internal,
+        ErrorKind::Interrupted,
+        ErrorKind::Key,
+    ];
+
+    /// The kind whose `label` this is.
+    pub fn from_label(label: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.label() == label)
+    }
+
     /// The word printed before the message, e.g. `error[conflict]: ...`.
     pub fn label(self) -> &'static str {
         match self {

@@ -49,3 +49,4 @@ pub mod patroni;
 pub mod pg;
 pub mod pipeline;
 pub mod repo;
+pub mod service;

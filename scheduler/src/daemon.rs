@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::http::{self, Http};
 use crate::jobs;
+use crate::receiver;
 use crate::runner::{self, Ctx, Spec};
 use crate::schedule::Schedule;
 use crate::state::{self, Status};
@@ -73,6 +74,15 @@ pub async fn run(cfg: Config, clock: Clock, shutdown: impl Future<Output = ()>) 
         clock,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The WAL service, when configured: a bad token file, certificate or address fails the
+    // start, like a bad schedule.
+    let service_tasks = match &cfg.service {
+        Some(svc) => {
+            let r = receiver::build(&cfg, svc, Arc::clone(&status), clock)?;
+            receiver::start(svc, r, stop_rx.clone()).await?
+        }
+        None => Vec::new(),
+    };
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -130,6 +140,9 @@ pub async fn run(cfg: Config, clock: Clock, shutdown: impl Future<Output = ()>) 
     }
     refresher.abort();
     let _ = server.await;
+    for t in service_tasks {
+        let _ = t.await;
+    }
     Ok(())
 }
 

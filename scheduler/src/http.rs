@@ -36,14 +36,10 @@ pub fn router(h: Http) -> Router {
 }
 
 fn authorised(h: &Http, headers: &HeaderMap) -> bool {
-    let Some(token) = &h.token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| given == token)
+    match &h.token {
+        None => true,
+        Some(token) => crate::auth::bearer_matches(headers.get(header::AUTHORIZATION), token),
+    }
 }
 
 async fn status(State(h): State<Arc<Http>>, headers: HeaderMap) -> Response {
@@ -168,6 +164,7 @@ fn registry(s: &Status, clock: &Clock) -> Registry {
         running,
     );
     restore_tests(&mut r, s);
+    service(&mut r, s, clock);
     if let Some(v) = &s.repository.last_verify {
         let problems = Gauge::<i64>::default();
         problems.set(i64::try_from(v.problems).unwrap_or(i64::MAX));
@@ -232,4 +229,67 @@ fn restore_tests(r: &mut Registry, s: &Status) {
         "Committed backups that no restore drill has proven",
         untested,
     );
+}
+
+/// The WAL service: per cluster, the age of the newest file received (an alert fires when a
+/// node stops archiving) and pushes by outcome; the spool's backlog.
+fn service(r: &mut Registry, s: &Status, clock: &Clock) {
+    let Some(svc) = &s.service else { return };
+    let age = Family::<Labels, FloatGauge>::default();
+    let pushes = Family::<Labels, Counter>::default();
+    for (name, i) in &svc.clusters {
+        if let Some(at) = i.newest_received_at {
+            age.get_or_create(&label("cluster", name))
+                .set((clock.now() - at).num_milliseconds() as f64 / 1000.0);
+        }
+        for (outcome, n) in &i.pushes {
+            pushes
+                .get_or_create(&vec![
+                    ("cluster".to_string(), name.clone()),
+                    ("outcome".to_string(), outcome.clone()),
+                ])
+                .inc_by(*n);
+        }
+    }
+    r.register(
+        "wal_received_newest_age_seconds",
+        "Seconds since pgkeepd last acknowledged a WAL file of each cluster",
+        age,
+    );
+    r.register(
+        "wal_pushes",
+        "WAL pushes pgkeepd answered, by cluster and outcome",
+        pushes,
+    );
+    if let Some(sp) = &svc.spool {
+        let g = |v: u64| {
+            let g = Gauge::<i64>::default();
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g
+        };
+        r.register(
+            "wal_spool_bytes",
+            "Bytes of WAL acknowledged and not yet in the store",
+            g(sp.bytes),
+        );
+        r.register(
+            "wal_spool_segments",
+            "WAL files acknowledged and not yet in the store",
+            g(sp.segments),
+        );
+        r.register(
+            "wal_spool_rejected",
+            "Spooled WAL files the store refused on upload (kept aside)",
+            g(sp.rejected),
+        );
+        let oldest = FloatGauge::default();
+        if let Some(t) = sp.oldest {
+            oldest.set((clock.now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+        }
+        r.register(
+            "wal_spool_oldest_age_seconds",
+            "Age of the oldest spooled WAL file (0 when the spool is empty)",
+            oldest,
+        );
+    }
 }

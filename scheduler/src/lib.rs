@@ -15,15 +15,20 @@
 //! runner     one job's loop: wait for the fire, take the job's lease, skip an occurrence
 //!            another daemon already ran, run, record
 //! http       /healthz, /status (JSON), /metrics (Prometheus text), optional bearer token
+//! auth       bearer tokens compared in constant time (sha256 both, then subtle)
+//! receiver   the WAL service ([service]): archive-push/archive-get of every cluster over
+//!            HTTP(S), one token per cluster, bounded memory, store-and-forward spool
 //! daemon     starts the runners and the HTTP server; SIGTERM: no new runs, running jobs get
 //!            the grace period, then are cancelled (every pgkeep write path is crash-safe)
 //! ```
 
+pub mod auth;
 pub mod clock;
 pub mod daemon;
 pub mod drill_job;
 pub mod http;
 pub mod jobs;
+pub mod receiver;
 pub mod restore_test;
 pub mod runner;
 pub mod schedule;

@@ -103,6 +103,40 @@ pub struct Status {
     pub repository: RepoStatus,
     /// Drills this daemon ran, by verdict (`passed`, `failed`).
     pub restore_test_runs: BTreeMap<String, u64>,
+    /// The WAL service, when `[service]` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceStatus>,
+}
+
+/// What the WAL service received, per cluster, and its store-and-forward backlog.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ServiceStatus {
+    pub clusters: BTreeMap<String, Intake>,
+    /// Absent when spooling is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolBacklog>,
+}
+
+/// One cluster's pushes: the newest file received (most recently acknowledged) and when, so an
+/// alert fires when a node stops archiving; answers by outcome.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Intake {
+    pub newest_received: Option<String>,
+    pub newest_received_at: Option<DateTime<Utc>>,
+    /// Pushes answered, by outcome (`stored`, `already-stored`, `spooled`, `refused`, `failed`).
+    pub pushes: BTreeMap<String, u64>,
+    pub gets: BTreeMap<String, u64>,
+}
+
+/// WAL acknowledged but not yet in the store.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SpoolBacklog {
+    pub bytes: u64,
+    pub segments: u64,
+    pub oldest: Option<DateTime<Utc>>,
+    pub max_bytes: u64,
+    /// Files the store refused when they were uploaded (kept aside, never deleted).
+    pub rejected: u64,
 }
 
 pub type Shared = Arc<Mutex<Status>>;

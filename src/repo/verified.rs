@@ -65,6 +65,28 @@ pub fn write_checked<K>(
     })
 }
 
+/// Like [`write_checked`] into memory (pgkeepd serving archive-get over HTTP): the whole
+/// plaintext, decoded, verified and content-checked, or an error and nothing.
+pub fn read_checked<K>(
+    stored: &Fetched<K>,
+    what: &str,
+    location: &str,
+    check: impl FnOnce(&[u8], u64) -> std::result::Result<(), String>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let decoded = stored
+        .decode(&mut out)
+        .map_err(|d| damaged(what, location, &d))?;
+    check(&out, decoded.header.plain_size).map_err(|c| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("{what} in repository {location} is damaged: {c}"),
+        )
+        .hint("nothing was served; run 'pgkeep verify' and restore the object from another copy")
+    })?;
+    Ok(out)
+}
+
 /// A writer that keeps a copy of the first `keep` bytes going through it.
 struct Head<'a, W: Write> {
     inner: &'a mut W,

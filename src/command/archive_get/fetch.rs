@@ -36,6 +36,30 @@ pub async fn get_one(repo: &Repo, name: &WalFileName, dest: &Path) -> Result<u64
     .await
 }
 
+/// Reads WAL file `name` into memory, verified like [`get_one`]: what pgkeepd serves to an
+/// archive-get through the service. `NotFound` when it is not archived (a hole is `Corrupt`).
+pub async fn get_bytes(repo: &Repo, name: &WalFileName) -> Result<Vec<u8>> {
+    let seg = repo.info().seg_size;
+    let file = name.file_name(seg);
+    let Some(stored) = repo.fetch(&WalKey(name.clone())).await? else {
+        let e = Error::new(
+            ErrorKind::NotFound,
+            format!("{file} is not in repository {}", repo.location()),
+        )
+        .hint("normal at the end of the archive: PostgreSQL then ends recovery or streams");
+        return Err(hole_or(e, repo, name).await);
+    };
+    let location = repo.location().to_string();
+    let expect = repo.info().wal_expect();
+    let name = name.clone();
+    blocking(move || {
+        verified::read_checked(&stored, &file, &location, |head, size| {
+            check_content(&name, &expect, head, size)
+        })
+    })
+    .await
+}
+
 /// What "not found" for the file PostgreSQL asked for means. It lets PostgreSQL end recovery
 /// there, which is right only at the end of the archive: a segment missing while the next
 /// one of its timeline is stored is a hole (a lost or renamed object), and recovery must stop

@@ -7,11 +7,12 @@
 mod fetch;
 mod outcome;
 mod prefetch;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use fetch::get_one;
+pub use fetch::{get_bytes, get_one};
 pub use outcome::{RecoveryMode, settle};
 
 use crate::command::spool::Spool;
@@ -30,6 +31,8 @@ pub struct GetArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetSource {
     Repository,
+    /// pgkeepd's WAL service.
+    Service,
     Prefetched,
 }
 
@@ -62,6 +65,14 @@ impl std::fmt::Display for GetReport {
 /// applies it to every error, a bad configuration included).
 pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
     let start = Instant::now();
+    if let Some(server) = &cfg.server {
+        return with_deadline(
+            "archive-get",
+            cfg.archive.timeout,
+            remote::run(cfg, server, &args, start),
+        )
+        .await;
+    }
     with_deadline("archive-get", cfg.archive.timeout, async {
         // PostgreSQL only asks for WAL file names; anything else is a configuration mistake.
         parse_name(&args.file, WalSegSize::SMALLEST)?;

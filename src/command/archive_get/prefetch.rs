@@ -3,7 +3,8 @@
 //! a convenience: it never takes the space the segment PostgreSQL asked for needs, and never
 //! holds more than a few segments in memory.
 
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
@@ -103,9 +104,29 @@ pub fn affordable(spool: Option<&Spool>, seg: WalSegSize, wanted: usize) -> usiz
     n
 }
 
-/// Fetches `names` concurrently into the spool; returns how many arrived. Missing files and
-/// errors are skipped: the later call for that file fetches it itself and reports properly.
+/// Fetches `names` concurrently from the repository into the spool; returns how many arrived.
 pub async fn fetch_all(repo: Repo, spool: Option<Spool>, names: Vec<WalFileName>) -> usize {
+    let seg = repo.info().seg_size;
+    fetch_all_with(spool, seg, names, move |name, dest| {
+        let repo = repo.clone();
+        async move { get_one(&repo, &name, &dest).await }
+    })
+    .await
+}
+
+/// Fetches `names` concurrently into the spool with `fetch` (from the repository, or from
+/// pgkeepd); returns how many arrived. Missing files and errors are skipped: the later call for
+/// that file fetches it itself and reports properly.
+pub async fn fetch_all_with<F, Fut>(
+    spool: Option<Spool>,
+    seg: WalSegSize,
+    names: Vec<WalFileName>,
+    fetch: F,
+) -> usize
+where
+    F: Fn(WalFileName, PathBuf) -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
     let Some(spool) = spool else { return 0 };
     if names.is_empty() {
         return 0;
@@ -114,13 +135,11 @@ pub async fn fetch_all(repo: Repo, spool: Option<Spool>, names: Vec<WalFileName>
         tracing::warn!(error = %e, "cannot create the prefetch spool; not prefetching");
         return 0;
     }
-    let seg = repo.info().seg_size;
     let width = names.len().clamp(1, PARALLEL);
     futures::stream::iter(names)
         .map(|name| {
             let dest = spool.get_dir().join(name.file_name(seg));
-            let repo = &repo;
-            async move { get_one(repo, &name, &dest).await }
+            fetch(name, dest)
         })
         .buffer_unordered(width)
         .filter(|r| std::future::ready(r.is_ok()))

@@ -9,9 +9,36 @@ use futures::StreamExt;
 use super::push::{PushOutcome, Pushed, check, prepare, store};
 use crate::command::spool::{FileIdentity, Spool};
 use crate::error::{Error, Result};
-use crate::pg::WalFileName;
+use crate::pg::{WalFileName, WalSegSize};
 use crate::repo::Digest;
 use crate::repo::Repo;
+
+/// Where look-ahead pushes go: the repository itself, or pgkeepd's service.
+pub trait Pusher {
+    /// Pushes the file at `path`; reads (CPU work) only while holding a `cpu` permit.
+    async fn push(
+        &self,
+        path: &Path,
+        name: &WalFileName,
+        cpu: &tokio::sync::Semaphore,
+    ) -> Result<Pushed>;
+}
+
+impl Pusher for Repo {
+    async fn push(
+        &self,
+        path: &Path,
+        name: &WalFileName,
+        cpu: &tokio::sync::Semaphore,
+    ) -> Result<Pushed> {
+        let prepared = {
+            let _permit = cpu.acquire().await;
+            prepare(path, name.segment().is_some(), self.compressing()).await?
+        };
+        check(&prepared, path, name, self)?;
+        store(self, name, prepared).await
+    }
+}
 
 /// If `file` was pushed ahead into `repository` and the local file is still the one that was
 /// read (same device, inode, size and modification time), consume the record and report
@@ -65,13 +92,12 @@ pub fn plan(
     wal_dir: &Path,
     spool: &Spool,
     current: &WalFileName,
-    repo: &Repo,
+    seg: WalSegSize,
     limit: usize,
 ) -> Vec<WalFileName> {
     if limit == 0 {
         return Vec::new();
     }
-    let seg = repo.info().seg_size;
     let current = current.file_name(seg);
     let ready: Vec<String> = std::fs::read_dir(wal_dir.join("archive_status"))
         .map(|entries| {
@@ -100,14 +126,14 @@ pub fn plan(
 /// Encoding is CPU-bound, so at most one file per core is read and compressed at a time (which
 /// also bounds memory); uploads overlap freely.
 pub async fn push_all(
-    repo: &Repo,
+    to: &impl Pusher,
+    seg: WalSegSize,
     repository: &str,
     spool: Option<&Spool>,
     wal_dir: &Path,
     names: Vec<WalFileName>,
 ) -> usize {
     let Some(spool) = spool else { return 0 };
-    let seg = repo.info().seg_size;
     let width = names.len().max(1);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cpu = tokio::sync::Semaphore::new(cores);
@@ -116,15 +142,7 @@ pub async fn push_all(
             let path = wal_dir.join(name.file_name(seg));
             let cpu = &cpu;
             async move {
-                let prepared = {
-                    let _permit = cpu.acquire().await;
-                    prepare(&path, name.segment().is_some(), repo.compressing()).await
-                };
-                let pushed = match prepared.and_then(|p| check(&p, &path, &name, repo).map(|()| p)) {
-                    Ok(p) => store(repo, &name, p).await,
-                    Err(e) => Err(e),
-                };
-                match pushed {
+                match to.push(&path, &name, cpu).await {
                     Ok(p) => record(spool, repository, &p).map_err(|e| (p.file, e)),
                     Err(e) => Err((name.file_name(seg), e)),
                 }

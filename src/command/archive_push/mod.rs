@@ -5,12 +5,13 @@
 
 mod lookahead;
 mod push;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use push::{PushOutcome, Pushed, push_one};
-use push::{check, prepare, store};
+pub use push::{MAX_SEGMENT, MAX_TEXT_FILE, Prepared, PushOutcome, Pushed, push_one, receive, store};
+use push::{check, prepare};
 
 use crate::command::spool::Spool;
 use crate::command::with_deadline;
@@ -51,6 +52,14 @@ impl std::fmt::Display for PushReport {
 
 pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
     let start = Instant::now();
+    if let Some(server) = &cfg.server {
+        return with_deadline(
+            "archive-push",
+            cfg.archive.timeout,
+            remote::run(cfg, server, &args.path, start),
+        )
+        .await;
+    }
     with_deadline("archive-push", cfg.archive.timeout, async {
         // Refuse what is not a WAL file name before touching the repository.
         let (file, loose) = wal_file_name(&args.path)?;
@@ -79,12 +88,13 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
 
         // Push this file and the next `.ready` ones together.
         let ahead = match &spool {
-            Some(s) => lookahead::plan(wal_dir, s, &name, &repo, cfg.archive.push_lookahead),
+            Some(s) => lookahead::plan(wal_dir, s, &name, repo.info().seg_size, cfg.archive.push_lookahead),
             None => Vec::new(),
         };
+        let seg = repo.info().seg_size;
         let (pushed, ahead_done) = tokio::join!(
             store(&repo, &name, prepared),
-            lookahead::push_all(&repo, &repository, spool.as_ref(), wal_dir, ahead),
+            lookahead::push_all(&repo, seg, &repository, spool.as_ref(), wal_dir, ahead),
         );
         Ok(report(pushed?, ahead_done, start))
     })

@@ -1,7 +1,8 @@
 //! The unit of work: push one WAL file. Validate it against the repository's identity, have
 //! the repository seal it (sha256 + zstd, encrypted when the repository is), store it
 //! create-if-absent, and settle "already there" by the header's digest.
-//! The command, the look-ahead and (later) pgkeepd's receive endpoint all call `push_one`.
+//! The command and the look-ahead read a local file (`push_one`); pgkeepd's receiver hands in
+//! the bytes it received (`receive` then `store`): one unit of work, the same checks.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -16,7 +17,7 @@ use crate::pg::{WalFileName, WalHeader};
 use crate::repo::{Cipher, Compressing, Created, Digest, Prepared as Body, Repo, WalKey};
 
 /// History and backup-history files are a few hundred bytes; refuse anything absurd.
-const MAX_TEXT_FILE: u64 = 16 << 20;
+pub const MAX_TEXT_FILE: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -26,6 +27,9 @@ pub enum PushOutcome {
     AlreadyStored,
     /// Pushed ahead by an earlier call, as its spool record (checked against the file) shows.
     PushedAhead,
+    /// Received by pgkeepd while the store was unreachable and kept durably in its spool;
+    /// pgkeepd uploads it when the store returns.
+    Spooled,
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +51,8 @@ pub struct Prepared {
     /// The whole content of a small text file (history, backup history), to be parsed.
     text: Option<Vec<u8>>,
     len: u64,
-    identity: FileIdentity,
+    /// The local file that was read (none for bytes received over the network).
+    identity: Option<FileIdentity>,
 }
 
 /// Pushes the WAL file at `path`, named `name`, into `repo`.
@@ -55,6 +60,23 @@ pub async fn push_one(repo: &Repo, path: &Path, name: &WalFileName) -> Result<Pu
     let prepared = prepare(path, name.segment().is_some(), repo.compressing()).await?;
     check(&prepared, path, name, repo)?;
     store(repo, name, prepared).await
+}
+
+/// WAL file `name` received as `bytes` (pgkeepd's receiver): compressed on a blocking thread
+/// and checked against the repository's identity exactly as a local file would be. `label`
+/// names it in errors.
+pub async fn receive(
+    repo: &Repo,
+    label: &Path,
+    name: &WalFileName,
+    bytes: bytes::Bytes,
+) -> Result<Prepared> {
+    let how = repo.compressing();
+    let is_segment = name.segment().is_some();
+    let owned = label.to_path_buf();
+    let prepared = blocking(move || from_bytes(&owned, bytes, is_segment, how)).await?;
+    check(&prepared, label, name, repo)?;
+    Ok(prepared)
 }
 
 /// Reads and compresses the file on a blocking thread; needs nothing from the repository (the
@@ -108,7 +130,7 @@ pub async fn store(repo: &Repo, name: &WalFileName, prepared: Prepared) -> Resul
         plain_size,
         stored_size,
         sha256,
-        identity: Some(identity),
+        identity,
     })
 }
 
@@ -158,7 +180,7 @@ async fn settle_existing(
 }
 
 /// The largest WAL segment PostgreSQL can have (1 GiB).
-const MAX_SEGMENT: u64 = 1 << 30;
+pub const MAX_SEGMENT: u64 = 1 << 30;
 
 fn read_and_compress(path: &Path, is_segment: bool, how: Compressing) -> Result<Prepared> {
     let mut f = File::open(path).map_err(|e| Error::io("open wal file", path, e))?;
@@ -166,21 +188,7 @@ fn read_and_compress(path: &Path, is_segment: bool, how: Compressing) -> Result<
         .metadata()
         .map_err(|e| Error::io("stat wal file", path, e))?;
     let (len, identity) = (meta.len(), FileIdentity::of(&meta));
-    let limit = if is_segment {
-        MAX_SEGMENT
-    } else {
-        MAX_TEXT_FILE
-    };
-    if len > limit {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "{} is {len} bytes: too large for a wal file",
-                path.display()
-            ),
-        )
-        .hint("archive-push takes only files that PostgreSQL's %p names; nothing was stored"));
-    }
+    refuse_oversize(path, len, is_segment)?;
     let mut head = None;
     if is_segment && len >= LONG_HEADER_LEN as u64 {
         let mut h = [0u8; LONG_HEADER_LEN];
@@ -215,8 +223,53 @@ fn read_and_compress(path: &Path, is_segment: bool, how: Compressing) -> Result<
         head,
         text,
         len,
-        identity,
+        identity: Some(identity),
     })
+}
+
+/// The same from bytes already in memory.
+fn from_bytes(
+    label: &Path,
+    bytes: bytes::Bytes,
+    is_segment: bool,
+    how: Compressing,
+) -> Result<Prepared> {
+    let len = bytes.len() as u64;
+    refuse_oversize(label, len, is_segment)?;
+    let head = match bytes.get(..LONG_HEADER_LEN) {
+        Some(h) if is_segment => h.try_into().ok(),
+        _ => None,
+    };
+    let text = (!is_segment).then(|| bytes.to_vec());
+    let body = Body::read(&mut bytes.as_ref(), how, bytes.len())
+        .map_err(|e| Error::io("compress wal file", label, e))?;
+    Ok(Prepared {
+        body,
+        head,
+        text,
+        len,
+        identity: None,
+    })
+}
+
+/// A segment is at most 1 GiB, a history or backup-history file a few hundred bytes.
+fn refuse_oversize(path: &Path, len: u64, is_segment: bool) -> Result<()> {
+    let limit = if is_segment {
+        MAX_SEGMENT
+    } else {
+        MAX_TEXT_FILE
+    };
+    if len > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is {len} bytes: too large for a wal file",
+                path.display()
+            ),
+        )
+        .hint("archive-push takes only files that PostgreSQL's %p names; nothing was stored"));
+    }
+    Ok(())
 }
 
 fn invalid(msg: String) -> Error {
