@@ -47,7 +47,10 @@ mod tests {
     #[test]
     fn only_the_exact_token_matches() {
         let h = |s: &str| HeaderValue::from_str(s).ok();
-        assert!(bearer_matches(h("Bearer sesame-sesame-1234").as_ref(), "sesame-sesame-1234"));
+        assert!(bearer_matches(
+            h("Bearer sesame-sesame-1234").as_ref(),
+            "sesame-sesame-1234"
+        ));
         for bad in [
             "Bearer sesame-sesame-123",
             "Bearer sesame-sesame-12345",
@@ -55,7 +58,10 @@ mod tests {
             "sesame-sesame-1234",
             "Bearer ",
         ] {
-            assert!(!bearer_matches(h(bad).as_ref(), "sesame-sesame-1234"), "{bad}");
+            assert!(
+                !bearer_matches(h(bad).as_ref(), "sesame-sesame-1234"),
+                "{bad}"
+            );
         }
         assert!(!bearer_matches(None, "sesame-sesame-1234"));
     }

@@ -148,7 +148,9 @@ impl RawService {
         };
         if tls.is_none() && !is_loopback(host) && !allow_http {
             return Err(config_error(
-                format!("service.listen = {listen} is not a loopback address and no TLS is configured: tokens and WAL would cross the network in clear"),
+                format!(
+                    "service.listen = {listen} is not a loopback address and no TLS is configured: tokens and WAL would cross the network in clear"
+                ),
                 "set service.cert_file and service.key_file, or service.allow_http = true behind a TLS-terminating proxy",
             ));
         }
@@ -235,9 +237,7 @@ impl RawServer {
             .unwrap_or(false);
         if scheme == "http" && !is_loopback(&host) && !allow_http {
             return Err(config_error(
-                format!(
-                    "server.url = {url} sends the token and WAL in clear to another machine"
-                ),
+                format!("server.url = {url} sends the token and WAL in clear to another machine"),
                 "use https:// (pgkeepd with service.cert_file), or server.allow_http = true on a trusted network",
             ));
         }
@@ -315,7 +315,11 @@ mod tests {
             format!("listen = \"127.0.0.1:7480\"\ncert_file = \"/c\"\n{CLUSTER}"),
             CLUSTER.to_string(),
         ] {
-            assert_eq!(service(&bad).unwrap_err().kind(), ErrorKind::Config, "{bad}");
+            assert_eq!(
+                service(&bad).unwrap_err().kind(),
+                ErrorKind::Config,
+                "{bad}"
+            );
         }
         for bad in [
             "url = \"ftp://x:1\"\ntoken_file = \"/t\"",

@@ -51,7 +51,9 @@ pub fn read_token(path: &Path, key: &str) -> Result<String> {
             ErrorKind::Config,
             format!("cannot read {key} {}: {e}", path.display()),
         )
-        .hint(format!("{key} must name a file readable by this user, holding the token"))
+        .hint(format!(
+            "{key} must name a file readable by this user, holding the token"
+        ))
     })?;
     let token = text.trim();
     if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
@@ -75,11 +77,8 @@ fn read_file(path: &Path, key: &str) -> Result<Vec<u8>> {
 }
 
 fn tls_error(key: &str, path: &Path, e: reqwest::Error) -> Error {
-    Error::new(
-        ErrorKind::Config,
-        format!("{key} {}: {e}", path.display()),
-    )
-    .hint(format!("{key} must be a PEM file"))
+    Error::new(ErrorKind::Config, format!("{key} {}: {e}", path.display()))
+        .hint(format!("{key} must be a PEM file"))
 }
 
 impl Client {
@@ -106,8 +105,11 @@ impl Client {
             b = b.identity(id);
         }
         let http = b.build().map_err(|e| {
-            Error::new(ErrorKind::Config, format!("cannot set up the service client: {e}"))
-                .hint("check server.ca_file, server.cert_file and server.key_file")
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot set up the service client: {e}"),
+            )
+            .hint("check server.ca_file, server.cert_file and server.key_file")
         })?;
         Ok(Client {
             http,
@@ -146,7 +148,10 @@ impl Client {
         if answer.sha256 != sha256 || answer.file != file || answer.outcome.status() != status {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("pgkeepd at {} answered the push of {file} for another file or digest", self.url),
+                format!(
+                    "pgkeepd at {} answered the push of {file} for another file or digest",
+                    self.url
+                ),
             )
             .hint("a proxy in between mixes answers up; point server.url at pgkeepd itself"));
         }
@@ -196,7 +201,10 @@ impl Client {
     }
 
     /// Sends a request, again (with backoff) while pgkeepd cannot be reached or is busy.
-    async fn send(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         let mut delay = Duration::from_millis(100);
         for attempt in 0..=RETRIES {
             let last = attempt == RETRIES;
@@ -213,7 +221,10 @@ impl Client {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
-        Err(Error::new(ErrorKind::Internal, "retry loop ended without an answer"))
+        Err(Error::new(
+            ErrorKind::Internal,
+            "retry loop ended without an answer",
+        ))
     }
 
     async fn error(&self, status: u16, resp: reqwest::Response) -> Error {

@@ -19,7 +19,9 @@ use pgkeep::command::{archive_get, archive_push, blocking};
 use pgkeep::error::{Error, ErrorKind};
 use pgkeep::pg::{WalFileName, WalSegSize};
 use pgkeep::service::client::sha256_hex;
-use pgkeep::service::wire::{self, DIGEST_HEADER, ErrorAnswer, Outcome, PushAnswer, SEG_SIZE_HEADER};
+use pgkeep::service::wire::{
+    self, DIGEST_HEADER, ErrorAnswer, Outcome, PushAnswer, SEG_SIZE_HEADER,
+};
 
 use super::{Cluster, Receiver};
 use crate::auth;
@@ -70,6 +72,7 @@ pub async fn put_wal(
 ) -> Response {
     let given = auth::bearer(headers.get(header::AUTHORIZATION));
     let Some(cluster) = r.cluster_for(given.as_ref()) else {
+        drain(body, r.read_timeout).await;
         return unauthorised();
     };
     let start = Instant::now();
@@ -82,11 +85,19 @@ pub async fn put_wal(
         }
         Err(e) => {
             tracing::warn!(cluster = cluster.name, file, status = e.status.as_u16(), error = %e.error.one_line(), "push refused");
-            if e.status.is_client_error() { "refused" } else { "failed" }
+            if e.status.is_client_error() {
+                "refused"
+            } else {
+                "failed"
+            }
         }
     };
     state::with(&r.status, |s| {
-        if let Some(i) = s.service.as_mut().and_then(|svc| svc.clusters.get_mut(&cluster.name)) {
+        if let Some(i) = s
+            .service
+            .as_mut()
+            .and_then(|svc| svc.clusters.get_mut(&cluster.name))
+        {
             *i.pushes.entry(outcome.to_string()).or_default() += 1;
             if result.is_ok() {
                 i.newest_received = Some(file.clone());
@@ -122,17 +133,42 @@ fn seg_header(seg: u32) -> [(&'static str, String); 1] {
 
 fn wal_name(file: &str, seg: WalSegSize) -> Result<WalFileName, Error> {
     WalFileName::parse(file, seg).map_err(|e| {
-        Error::new(ErrorKind::InvalidInput, format!("not a wal file name: {e}"))
-            .hint("the service takes only the WAL file names PostgreSQL archives; nothing was stored")
+        Error::new(ErrorKind::InvalidInput, format!("not a wal file name: {e}")).hint(
+            "the service takes only the WAL file names PostgreSQL archives; nothing was stored",
+        )
     })
 }
 
 async fn permit(r: &Receiver) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
     match tokio::time::timeout(PERMIT_WAIT, r.permits.acquire()).await {
         Ok(Ok(p)) => Ok(p),
-        _ => Err(Error::new(ErrorKind::Unreachable, "pgkeepd is busy: every request slot is taken")
-            .hint("the client retries; raise service.max_requests if this persists")),
+        _ => Err(Error::new(
+            ErrorKind::Unreachable,
+            "pgkeepd is busy: every request slot is taken",
+        )
+        .hint("the client retries; raise service.max_requests if this persists")),
     }
+}
+
+/// Most a refused request's body is read for: answering without reading it would make most
+/// clients see a reset connection instead of the answer (and report "unreachable" instead of
+/// the refusal).
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads and discards what remains of a refused request's body (bounded in size and time).
+async fn drain(body: Body, timeout: Duration) {
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(timeout, async {
+        use futures::StreamExt;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn receive(
@@ -142,8 +178,43 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<PushAnswer, Refused> {
+    let mut body = Some(body);
+    let checked = precheck(r, c, file, headers).await;
+    let (repo, name, limit, digest, _permit) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(b) = body.take() {
+                drain(b, r.read_timeout).await;
+            }
+            return Err(e);
+        }
+    };
+    let seg = repo.info().seg_size;
+    let body = body
+        .take()
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "body taken twice"))?;
+    let bytes = read_body(body, limit, r.read_timeout, file).await?;
+    stored_or_spooled(r, c, file, repo, name, seg, digest, bytes).await
+}
+
+type Checked<'a> = (
+    pgkeep::repo::Repo,
+    WalFileName,
+    usize,
+    String,
+    tokio::sync::SemaphorePermit<'a>,
+);
+
+/// What is checked before the body is read: the name, a request slot, the repository, the
+/// declared length and the digest header.
+async fn precheck<'a>(
+    r: &'a Receiver,
+    c: &Cluster,
+    file: &str,
+    headers: &HeaderMap,
+) -> Result<Checked<'a>, Refused> {
     wal_name(file, WalSegSize::SMALLEST)?;
-    let _permit = permit(r).await?;
+    let permit = permit(r).await?;
     let repo = c.repo().await?;
     let seg = repo.info().seg_size;
     let name = wal_name(file, seg)?;
@@ -163,10 +234,29 @@ async fn receive(
         .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_ascii_lowercase)
         .ok_or_else(|| {
-            Error::new(ErrorKind::InvalidInput, format!("the push of {file} carries no sha256"))
-                .hint(format!("send the raw file's sha256 (hex) in {DIGEST_HEADER}; nothing was stored"))
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("the push of {file} carries no sha256"),
+            )
+            .hint(format!(
+                "send the raw file's sha256 (hex) in {DIGEST_HEADER}; nothing was stored"
+            ))
         })?;
-    let bytes = read_body(body, limit, r.read_timeout, file).await?;
+    Ok((repo, name, limit, digest, permit))
+}
+
+/// Checks the received bytes, then stores them (or spools them while the store is down).
+#[allow(clippy::too_many_arguments)]
+async fn stored_or_spooled(
+    r: &Receiver,
+    c: &Cluster,
+    file: &str,
+    repo: pgkeep::repo::Repo,
+    name: WalFileName,
+    seg: WalSegSize,
+    digest: String,
+    bytes: Bytes,
+) -> Result<PushAnswer, Refused> {
     let got = {
         let b = bytes.clone();
         blocking(move || Ok(sha256_hex(&b))).await?
@@ -174,7 +264,9 @@ async fn receive(
     if got != digest {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{file} arrived with sha256 {got}, the client sent {digest}: damaged in transit"),
+            format!(
+                "{file} arrived with sha256 {got}, the client sent {digest}: damaged in transit"
+            ),
         )
         .hint("nothing was stored; the client sends it again")
         .into());
@@ -203,7 +295,8 @@ async fn receive(
         .hint("another cluster or a diverged timeline pushes under this name")
         .into());
     }
-    let stored = tokio::time::timeout(r.store_timeout, archive_push::store(&repo, &name, prepared)).await;
+    let stored =
+        tokio::time::timeout(r.store_timeout, archive_push::store(&repo, &name, prepared)).await;
     let unreachable = match stored {
         Ok(Ok(p)) => {
             let outcome = match p.outcome {
@@ -234,14 +327,21 @@ fn too_large(file: &str, limit: usize) -> Refused {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         error: Error::new(
             ErrorKind::InvalidInput,
-            format!("{file} is larger than {limit} bytes, the most a WAL file of this cluster holds"),
+            format!(
+                "{file} is larger than {limit} bytes, the most a WAL file of this cluster holds"
+            ),
         )
         .hint("nothing was stored"),
     }
 }
 
 /// The body, at most `limit` bytes, within `timeout`: a slow or vanished client is cut off.
-async fn read_body(body: Body, limit: usize, timeout: Duration, file: &str) -> Result<Bytes, Refused> {
+async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+    file: &str,
+) -> Result<Bytes, Refused> {
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(file, limit)),
@@ -281,7 +381,11 @@ pub async fn get_wal(
         }
     };
     state::with(&r.status, |s| {
-        if let Some(i) = s.service.as_mut().and_then(|svc| svc.clusters.get_mut(&cluster.name)) {
+        if let Some(i) = s
+            .service
+            .as_mut()
+            .and_then(|svc| svc.clusters.get_mut(&cluster.name))
+        {
             *i.gets.entry(outcome.to_string()).or_default() += 1;
         }
     });

@@ -22,11 +22,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
 fn tls_error(key: &str, path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorKind::Config,
-        format!("{key} {}: {e}", path.display()),
-    )
-    .hint(format!("{key} must be a readable PEM file"))
+    Error::new(ErrorKind::Config, format!("{key} {}: {e}", path.display()))
+        .hint(format!("{key} must be a readable PEM file"))
 }
 
 /// The TLS acceptor for `tls`: a bad certificate, key or CA fails the start.

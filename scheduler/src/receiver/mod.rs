@@ -91,7 +91,12 @@ impl Receiver {
 
 /// Builds the receiver: reads every token (a missing or unusable one fails the start, as does
 /// a token shared by two clusters) and opens the spool.
-pub fn build(cfg: &Config, svc: &ServiceConfig, status: Shared, clock: Clock) -> Result<Arc<Receiver>> {
+pub fn build(
+    cfg: &Config,
+    svc: &ServiceConfig,
+    status: Shared,
+    clock: Clock,
+) -> Result<Arc<Receiver>> {
     let mut clusters: Vec<Cluster> = Vec::new();
     for c in &svc.clusters {
         let token = TokenDigest::of(&read_token(&c.token_file, "service.clusters.token_file")?);
@@ -120,7 +125,10 @@ pub fn build(cfg: &Config, svc: &ServiceConfig, status: Shared, clock: Clock) ->
         .transpose()?;
     state::with(&status, |s| {
         s.service = Some(ServiceStatus {
-            clusters: names.iter().map(|n| (n.clone(), Default::default())).collect(),
+            clusters: names
+                .iter()
+                .map(|n| (n.clone(), Default::default()))
+                .collect(),
             spool: spool.as_ref().map(Spool::backlog),
         });
     });
@@ -152,13 +160,15 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let tls = svc.tls.as_ref().map(listen::acceptor).transpose()?;
-    let listener = tokio::net::TcpListener::bind(&svc.listen).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("cannot listen on service.listen {}: {e}", svc.listen),
-        )
-        .hint("set service.listen to a free address, e.g. 127.0.0.1:7480")
-    })?;
+    let listener = tokio::net::TcpListener::bind(&svc.listen)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot listen on service.listen {}: {e}", svc.listen),
+            )
+            .hint("set service.listen to a free address, e.g. 127.0.0.1:7480")
+        })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         "receiving WAL on {scheme}://{} for {} cluster(s)",

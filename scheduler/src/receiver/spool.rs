@@ -85,7 +85,9 @@ impl Spool {
 
     /// The spooled `file` of `cluster`, if there is one.
     pub fn get(&self, cluster: &str, file: &str) -> Option<Bytes> {
-        std::fs::read(self.dir(cluster).join(file)).ok().map(Bytes::from)
+        std::fs::read(self.dir(cluster).join(file))
+            .ok()
+            .map(Bytes::from)
     }
 
     /// The files spooled for `cluster`, oldest name first (the order they are uploaded in).

@@ -47,7 +47,13 @@ pub async fn run(
         })
         .await;
     }
-    Ok(report(&args.file, GetSource::Service, size, prefetched, start))
+    Ok(report(
+        &args.file,
+        GetSource::Service,
+        size,
+        prefetched,
+        start,
+    ))
 }
 
 /// Writes `bytes` to `dest` durably and atomically (temp, fsync, rename, fsync directory).

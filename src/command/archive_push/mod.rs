@@ -10,7 +10,9 @@ mod remote;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use push::{MAX_SEGMENT, MAX_TEXT_FILE, Prepared, PushOutcome, Pushed, push_one, receive, store};
+pub use push::{
+    MAX_SEGMENT, MAX_TEXT_FILE, Prepared, PushOutcome, Pushed, push_one, receive, store,
+};
 use push::{check, prepare};
 
 use crate::command::spool::Spool;
@@ -88,7 +90,13 @@ pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
 
         // Push this file and the next `.ready` ones together.
         let ahead = match &spool {
-            Some(s) => lookahead::plan(wal_dir, s, &name, repo.info().seg_size, cfg.archive.push_lookahead),
+            Some(s) => lookahead::plan(
+                wal_dir,
+                s,
+                &name,
+                repo.info().seg_size,
+                cfg.archive.push_lookahead,
+            ),
             None => Vec::new(),
         };
         let seg = repo.info().seg_size;

@@ -53,8 +53,7 @@ pub async fn run(
     let (pushed, ahead_done) = tokio::join!(remote.push(path, &loose, &cpu), async {
         match seg {
             Some(seg) => {
-                lookahead::push_all(&remote, seg, &repository, spool.as_ref(), wal_dir, ahead)
-                    .await
+                lookahead::push_all(&remote, seg, &repository, spool.as_ref(), wal_dir, ahead).await
             }
             None => 0,
         }
@@ -103,7 +102,11 @@ fn read_whole(path: &Path, is_segment: bool) -> Result<(Bytes, String, FileIdent
     if meta.len() > limit {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{} is {} bytes: too large for a wal file", path.display(), meta.len()),
+            format!(
+                "{} is {} bytes: too large for a wal file",
+                path.display(),
+                meta.len()
+            ),
         )
         .hint("archive-push takes only files that PostgreSQL's %p names; nothing was sent"));
     }
@@ -115,7 +118,9 @@ fn read_whole(path: &Path, is_segment: bool) -> Result<(Bytes, String, FileIdent
             ErrorKind::InvalidInput,
             format!("{} changed size while it was read", path.display()),
         )
-        .hint("PostgreSQL never changes a file it asks to archive; is something else writing there?"));
+        .hint(
+            "PostgreSQL never changes a file it asks to archive; is something else writing there?",
+        ));
     }
     let sha256 = sha256_hex(&buf);
     Ok((Bytes::from(buf), sha256, FileIdentity::of(&meta)))
@@ -123,7 +128,10 @@ fn read_whole(path: &Path, is_segment: bool) -> Result<(Bytes, String, FileIdent
 
 fn pushed(a: PushAnswer, identity: FileIdentity) -> Result<Pushed> {
     let sha256 = Digest::parse(&a.sha256).map_err(|e| {
-        Error::new(ErrorKind::Internal, format!("pgkeepd answered a malformed digest: {e}"))
+        Error::new(
+            ErrorKind::Internal,
+            format!("pgkeepd answered a malformed digest: {e}"),
+        )
     })?;
     Ok(Pushed {
         file: a.file,
