@@ -18,6 +18,8 @@
 //!             `RepoObject` (manifest -> repo)
 //! patroni/    MECHANISM: Patroni's REST API (GET /cluster, health checks) and the choice of
 //!             the member a backup reads from
+//! service/    MECHANISM: the WAL service's wire protocol (shared with pgkeepd's receiver) and
+//!             its client: archive-push/archive-get through pgkeepd when `[server]` is set
 //! localfs     MECHANISM: durable local writes (temp, fsync, rename, fsync dir)
 //! command/    USE-CASES: one module per CLI command, `run(&Config, Args) -> Result<Report>`;
 //!             each report renders itself (`Display`, and `Serialize` for `--json`)

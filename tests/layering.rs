@@ -59,6 +59,17 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::localfs",
         ],
     ),
+    // The WAL service's protocol and client: a mechanism beside patroni/, below the commands.
+    (
+        "service",
+        &[
+            "crate::command",
+            "crate::cli",
+            "crate::repo",
+            "crate::manifest",
+            "crate::pipeline",
+        ],
+    ),
     (
         "localfs.rs",
         &["crate::command", "crate::cli", "crate::repo"],

@@ -5,7 +5,11 @@
 //!   cluster's token, a token in the query string, an oversized body, a body cut short, a
 //!   client that disconnects mid-upload, a slow client (slowloris), a digest that does not
 //!   match, path traversal in the name — are each refused and nothing is stored; the CLI's
-//!   exit codes through the service are the direct path's (0, 7 conflict, 1 not found).
+//!   exit codes through the service are the direct path's (0, 7 conflict, 1 not found);
+//! - store-and-forward: with the store (Garage behind a switchable proxy) down, pushes are
+//!   acknowledged from the durable spool, served to archive-get from it, survive a kill -9 of
+//!   pgkeepd, and reach the store byte-identical once it returns; with the spool off a push
+//!   fails (exit 8) and nothing is acknowledged.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +32,7 @@ struct Daemon {
     port: u16,
     status_port: u16,
     log: PathBuf,
-    _child: ChildGuard,
+    child: ChildGuard,
 }
 
 /// A token file readable by the postgres user (archive_command runs as postgres).
@@ -43,6 +47,10 @@ impl Daemon {
     /// pgkeepd with `repository` (a `[repository]` section) and `service` (the rest of the
     /// `[service]` section, without `listen`), waiting for its receiver to answer.
     fn start(dir: &Path, repository: &str, service: &str) -> Daemon {
+        Daemon::start_with(dir, repository, service, &[])
+    }
+
+    fn start_with(dir: &Path, repository: &str, service: &str, env: &[(String, String)]) -> Daemon {
         let (port, status_port) = (free_port(), free_port());
         let config = dir.join("pgkeepd.toml");
         std::fs::write(
@@ -57,14 +65,21 @@ impl Daemon {
         cmd.arg("--config")
             .arg(&config)
             .env_remove("PGKEEP_CONFIG")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
         let child = ChildGuard::spawn("pgkeepd", cmd, libc::SIGKILL);
         let d = Daemon {
             port,
             status_port,
             log,
-            _child: child,
+            child,
         };
         wait_for("pgkeepd's receiver to answer", LONG, || {
             (d.request("GET", "/healthz", &[], b"").0 == 200).then_some(())
@@ -429,4 +444,119 @@ fn attacks_are_refused_and_nothing_is_stored() {
     let stolen = intruder.run(&["archive-get", &file, dir.path().join("x").to_str().unwrap()]);
     assert_eq!(stolen.code, 1, "{}", stolen.stderr);
     assert!(!d.log().contains(main_tok) && !d.log().contains(other_tok));
+}
+
+#[test]
+fn store_outage_spools_survives_kill_9_and_uploads_when_the_store_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let garage = support::garage::Garage::start(dir.path());
+    let switch = support::proxy::Switch::start(garage.port);
+    let tok = token(dir.path(), "main", "spool-token-cccccccccccccccc");
+    let direct = garage.repository_toml(&format!("http://127.0.0.1:{}", garage.port), "svc");
+    let via = garage.repository_toml(&format!("http://127.0.0.1:{}", switch.port), "svc")
+        + "max_retries = 0\nrequest_timeout = \"2s\"\n";
+    let fake = FakeCluster::new(dir.path(), 3003, 15);
+    let mut admin = Pgkeep::new(dir.path(), &direct);
+    admin.env = garage.credentials();
+    admin.ok(&["init", "--data-dir", fake.data.to_str().unwrap()]);
+    let service = |spool: bool| {
+        let spool = if spool {
+            format!("spool_path = \"{}\"\n", dir.path().join("spool").display())
+        } else {
+            String::new()
+        };
+        format!(
+            "store_timeout = \"3s\"\n{spool}[[service.clusters]]\nname = \"main\"\ntoken_file = \"{}\"\n",
+            tok.display()
+        )
+    };
+    let mut d = Daemon::start_with(dir.path(), &via, &service(true), &garage.credentials());
+    std::fs::create_dir_all(dir.path().join("client")).unwrap();
+    let client = Pgkeep::new(
+        &dir.path().join("client"),
+        &format!(
+            "[repository]\npath = \"/nonexistent\"\n[server]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+            d.url(),
+            tok.display()
+        ),
+    );
+    let push = |segno: u64, seed: u64| {
+        let p = fake.write_segment(segno, seed, false);
+        (
+            client.run(&["archive-push", p.to_str().unwrap()]),
+            std::fs::read(&p).unwrap(),
+        )
+    };
+    let (r, _) = push(1, 1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // The store goes away: pushes are acknowledged from the spool and served from it.
+    switch.set(false);
+    let mut spooled = Vec::new();
+    for segno in 2..=3 {
+        let (r, bytes) = push(segno, segno);
+        assert_eq!(r.code, 0, "spooled: {}\n{}", r.stderr, d.log());
+        spooled.push((
+            FakeCluster::segment_name(segno).file_name(support::pgkeep::SEG),
+            bytes,
+        ));
+    }
+    let backlog = d.status()["service"]["spool"].clone();
+    assert_eq!(backlog["segments"], 2, "{backlog}");
+    let out = dir.path().join("got");
+    client.ok(&["archive-get", &spooled[0].0, out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        spooled[0].1,
+        "served from the spool"
+    );
+
+    // kill -9, restart (the store still down: the repository cannot even be opened), then the
+    // store returns: what was acknowledged reaches it.
+    d.child.stop_with(libc::SIGKILL);
+    let d = Daemon::start_with(dir.path(), &via, &service(true), &garage.credentials());
+    switch.set(true);
+    wait_for("the spool to drain into the store", LONG, || {
+        (d.status()["service"]["spool"]["segments"] == 0).then_some(())
+    });
+    for (file, bytes) in &spooled {
+        let dest = dir.path().join(format!("direct-{file}"));
+        admin.ok(&["archive-get", file, dest.to_str().unwrap()]);
+        assert_eq!(
+            &std::fs::read(&dest).unwrap(),
+            bytes,
+            "{file} byte-identical in the store"
+        );
+    }
+    drop(d);
+
+    // Spooling off: with the store down a push fails and nothing is acknowledged.
+    let d = Daemon::start_with(dir.path(), &via, &service(false), &garage.credentials());
+    let client = Pgkeep::new(
+        &dir.path().join("client"),
+        &format!(
+            "[repository]\npath = \"/nonexistent\"\n[server]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+            d.url(),
+            tok.display()
+        ),
+    );
+    client.ok(&[
+        "archive-push",
+        fake.write_segment(4, 4, false).to_str().unwrap(),
+    ]);
+    switch.set(false);
+    let p = fake.write_segment(5, 5, false);
+    let r = client.run(&["archive-push", p.to_str().unwrap()]);
+    assert_eq!(r.code, 8, "unreachable without a spool: {}", r.stderr);
+    switch.set(true);
+    let r = client.run(&[
+        "archive-get",
+        "000000010000000000000005",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        r.code, 1,
+        "nothing was acknowledged or stored: {}",
+        r.stderr
+    );
 }

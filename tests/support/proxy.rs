@@ -146,3 +146,69 @@ impl Drop for BlackHole {
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
+
+/// A proxy that forwards while `up` and resets every connection while down: a store outage
+/// that can be switched on and off.
+pub struct Switch {
+    pub port: u16,
+    pub up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// Connections forwarded so far: cut when the switch goes down (pooled connections too).
+    open: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Switch {
+    pub fn start(upstream: u16) -> Switch {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (up, stop) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (u, s, o) = (up.clone(), stop.clone(), open.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = conn else { continue };
+                if u.load(Ordering::SeqCst) {
+                    if let Ok(c) = client.try_clone() {
+                        o.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+                    }
+                    thread::spawn(move || forward(client, upstream));
+                } else {
+                    reset(client);
+                }
+            }
+        });
+        Switch {
+            port,
+            up,
+            stop,
+            open,
+        }
+    }
+
+    pub fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            for c in self
+                .open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..)
+            {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
