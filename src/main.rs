@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use pgkeep::cli::{self, Cli, Command, Invocation, Output};
 use pgkeep::command::{
-    archive_get, archive_push, backup, bootstrap, create_replica, expire, info, init, key, pin,
-    restore, verify,
+    archive_get, archive_push, backup, bootstrap, check, create_replica, expire, info, init, key,
+    pin, restore, verify,
 };
 use pgkeep::config::{Config, Raw};
 use pgkeep::error::{Error, ErrorKind, STOP_RECOVERY_BASE};
@@ -116,6 +116,7 @@ fn run(cfg: &Config, command: Command, vars: &BTreeMap<String, String>) -> Resul
             Invocation::Pin(a) => print(pin::run(cfg, a).await?),
             Invocation::Key(a, out) => show(&key::run(cfg, a).await?, out).map(drop),
             Invocation::Info(out) => show(&info::run(cfg).await?, out).map(drop),
+            Invocation::Check(a, out) => show(&check::run(cfg, a).await, out)?.verdict(),
         }
     });
     // Blocking work left behind by a deadline must not hold the process: what it wrote is

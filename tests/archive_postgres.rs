@@ -2,6 +2,8 @@
 //! pgbench load, every segment PostgreSQL marked `.done` is in the repository and comes back
 //! byte-identical through `archive-get`, and a copy of the cluster taken before the load
 //! recovers through `restore_command = pgkeep archive-get` to exactly the committed rows.
+//! Each runs in both modes: straight to the repository, and through pgkeepd's WAL service
+//! (`[server]` on the database side; pgkeepd holds the repository, its key and credentials).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,29 +16,74 @@ use support::garage::Garage;
 use support::pgkeep::Pgkeep;
 use support::postgres::{Pg, chown_postgres, major_bin};
 use support::proc::{postgres_tempdir, run_ok};
+use support::receiver::{Daemon, token};
+
+/// How the database side reaches the repository.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Direct,
+    /// Through a pgkeepd started on the repository; the client config holds only `[server]`.
+    Service,
+}
 
 /// Copies a stopped cluster's data directory (a cold base for archive recovery).
 fn copy_dir(from: &Path, to: &Path) {
     run_ok("cp", Command::new("cp").arg("-a").arg(from).arg(to));
 }
 
-fn archive_and_recover(major: u32, pk: Pgkeep, dir: &Path) {
+fn archive_and_recover(major: u32, pk: Pgkeep, dir: &Path, mode: Mode) {
     let bin = major_bin(major);
     let mut primary = Pg::initdb(&bin, dir, "primary");
+    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
+    if let Some(repo) = local_repo(&pk) {
+        chown_postgres(&repo);
+    }
+    // In service mode `pk` (the repository's own config) is pgkeepd's; the database side gets
+    // a config with nothing but the service's address and its token.
+    let (_daemon, client) = match mode {
+        Mode::Direct => (
+            None,
+            Pgkeep {
+                config: pk.config.clone(),
+                env: pk.env.clone(),
+            },
+        ),
+        Mode::Service => {
+            let tok = token(dir, "main", "archive-postgres-token-0123456789");
+            let repository = std::fs::read_to_string(&pk.config).unwrap();
+            let d = Daemon::start_with(
+                dir,
+                &repository,
+                &format!(
+                    "[[service.clusters]]\nname = \"main\"\ntoken_file = \"{}\"\n",
+                    tok.display()
+                ),
+                &pk.env,
+            );
+            let client_dir = dir.join("client");
+            std::fs::create_dir_all(&client_dir).unwrap();
+            let client = Pgkeep::new(
+                &client_dir,
+                &format!(
+                    "[server]\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+                    d.url(),
+                    tok.display()
+                ),
+            );
+            chown_postgres(&client_dir);
+            (Some(d), client)
+        }
+    };
     primary.configure(&[
         "wal_level = replica".into(),
         "archive_mode = on".into(),
         format!(
             "archive_command = '{}'",
-            pk.archive_command().replace('\'', "''")
+            client.archive_command().replace('\'', "''")
         ),
         "wal_keep_size = '1GB'".into(),
         "max_wal_size = '1GB'".into(),
     ]);
-    pk.ok(&["init", "--data-dir", primary.data.to_str().unwrap()]);
-    if let Some(repo) = local_repo(&pk) {
-        chown_postgres(&repo);
-    }
 
     // Schema and initial data, then a clean stop: the copy taken now is the recovery base.
     primary.start();
@@ -71,13 +118,16 @@ fn archive_and_recover(major: u32, pk: Pgkeep, dir: &Path) {
         if !local.exists() {
             continue;
         }
-        let back = dir.join(format!("{seg}.back"));
-        pk.ok(&["archive-get", seg, back.to_str().unwrap()]);
-        assert_eq!(
-            std::fs::read(&back).unwrap(),
-            std::fs::read(&local).unwrap(),
-            "{seg}"
-        );
+        // Through the client's path, and from the repository itself (what pgkeepd stored).
+        for (how, pk) in [("client", &client), ("repository", &pk)] {
+            let back = dir.join(format!("{seg}.{how}"));
+            pk.ok(&["archive-get", seg, back.to_str().unwrap()]);
+            assert_eq!(
+                std::fs::read(&back).unwrap(),
+                std::fs::read(&local).unwrap(),
+                "{seg} via {how}"
+            );
+        }
         checked += 1;
     }
     assert!(
@@ -91,7 +141,7 @@ fn archive_and_recover(major: u32, pk: Pgkeep, dir: &Path) {
     restored.configure(&[
         format!(
             "restore_command = '{}'",
-            pk.restore_command().replace('\'', "''")
+            client.restore_command().replace('\'', "''")
         ),
         "archive_mode = off".into(),
     ]);
@@ -121,43 +171,67 @@ fn local_repo(pk: &Pgkeep) -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.trim_end_matches('"')))
 }
 
-fn local(major: u32) {
+fn local(major: u32, mode: Mode) {
     let dir = postgres_tempdir();
     let repo = dir.path().join("repo");
     let pk = Pgkeep::new(
         dir.path(),
         &format!("[repository]\npath = \"{}\"\n", repo.display()),
     );
-    archive_and_recover(major, pk, dir.path());
+    archive_and_recover(major, pk, dir.path(), mode);
 }
 
 #[test]
 fn postgres_15_local_repository() {
-    local(15);
+    local(15, Mode::Direct);
 }
 
 #[test]
 fn postgres_13_local_repository() {
-    local(13);
+    local(13, Mode::Direct);
 }
 
 #[test]
 fn postgres_16_local_repository() {
-    local(16);
+    local(16, Mode::Direct);
 }
 
 #[test]
 fn postgres_17_local_repository() {
-    local(17);
+    local(17, Mode::Direct);
+}
+
+#[test]
+fn postgres_18_local_repository() {
+    local(18, Mode::Direct);
+}
+
+#[test]
+fn postgres_15_local_repository_through_pgkeepd() {
+    local(15, Mode::Service);
+}
+
+#[test]
+fn postgres_18_local_repository_through_pgkeepd() {
+    local(18, Mode::Service);
 }
 
 #[test]
 fn postgres_15_garage_repository_encrypted() {
+    garage_encrypted(Mode::Direct);
+}
+
+#[test]
+fn postgres_15_garage_repository_encrypted_through_pgkeepd() {
+    garage_encrypted(Mode::Service);
+}
+
+fn garage_encrypted(mode: Mode) {
     let dir = postgres_tempdir();
     let garage = Garage::start(dir.path());
     let toml = garage.repository_toml(&garage.endpoint, "e2e");
     let cipher = support::pgkeep::cipher_lines(dir.path());
     let mut pk = Pgkeep::new(dir.path(), &format!("{toml}{cipher}"));
     pk.env = garage.credentials();
-    archive_and_recover(15, pk, dir.path());
+    archive_and_recover(15, pk, dir.path(), mode);
 }

@@ -157,6 +157,18 @@ pub enum Command {
         #[command(subcommand)]
         action: KeyCommand,
     },
+    /// Check the whole configuration end to end: one line per check, exit 3 on any failure.
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// How long a switched WAL segment may take to reach the archive (e.g. 60s, 2m).
+        #[arg(long, default_value = "60s")]
+        wal_timeout: String,
+        /// Do not call pg_switch_wal() (no WAL arrival check).
+        #[arg(long)]
+        no_switch: bool,
+    },
     /// Show the repository and its backups.
     Info {
         /// Machine-readable output.

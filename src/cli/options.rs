@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use super::{Command, KeyCommand, TargetArgs};
 use crate::command::{
-    archive_get, archive_push, backup, bootstrap, create_replica, expire, init, key, pin, restore,
-    verify,
+    archive_get, archive_push, backup, bootstrap, check, create_replica, expire, init, key, pin,
+    restore, verify,
 };
 use crate::error::{Error, ErrorKind};
 
@@ -28,6 +28,7 @@ pub enum Invocation {
     Pin(pin::PinArgs),
     Key(key::KeyArgs, Output),
     Info(Output),
+    Check(check::CheckArgs, Output),
 }
 
 /// How a report is shown: its text, or its JSON (`--json`).
@@ -133,6 +134,23 @@ impl Command {
             Command::Pin { id } => Invocation::Pin(pin::PinArgs { id, pinned: true }),
             Command::Unpin { id } => Invocation::Pin(pin::PinArgs { id, pinned: false }),
             Command::Info { json } => Invocation::Info(Output::of(json)),
+            Command::Check {
+                json,
+                wal_timeout,
+                no_switch,
+            } => Invocation::Check(
+                check::CheckArgs {
+                    wal_timeout: humantime::parse_duration(&wal_timeout).map_err(|e| {
+                        Error::new(
+                            ErrorKind::InvalidInput,
+                            format!("--wal-timeout {wal_timeout}: {e}"),
+                        )
+                        .hint("a duration such as 60s or 2m")
+                    })?,
+                    switch_wal: !no_switch,
+                },
+                Output::of(json),
+            ),
             Command::Key { action } => match action {
                 KeyCommand::List { json } => Invocation::Key(key::KeyArgs::List, Output::of(json)),
                 KeyCommand::Add {

@@ -7,6 +7,7 @@ pub mod archive_get;
 pub mod archive_push;
 pub mod backup;
 pub mod bootstrap;
+pub mod check;
 pub mod create_replica;
 pub mod drills;
 pub mod expire;

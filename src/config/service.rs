@@ -213,6 +213,11 @@ impl RawService {
 }
 
 impl RawServer {
+    /// Whether a `server.url` is given (the archive commands then need no repository).
+    pub(super) fn is_set(&self) -> bool {
+        self.url.as_ref().is_some_and(|u| !u.trim().is_empty())
+    }
+
     pub(super) fn resolve(self) -> Result<Option<ServerConfig>> {
         let Some(url) = self.url.filter(|u| !u.trim().is_empty()) else {
             return Ok(None);

@@ -1,10 +1,12 @@
-//! `global/pg_control` of PostgreSQL 13–18: `SystemId`, `PgVersion` and the parsed
+//! `global/pg_control` of PostgreSQL 13–19: `SystemId`, `PgVersion` and the parsed
 //! `ControlFile`, CRC-32C checked, so that WAL and backups of another cluster are refused.
 //!
 //! The fields read here sit at fixed offsets at the start of `ControlFileData` for every
 //! supported major; the tail (block and segment sizes, checksum version, CRC) moved between
 //! `pg_control_version`s, so it is read through a per-version layout and trusted only when the
-//! CRC stored at that layout's offset matches.
+//! CRC stored at that layout's offset matches. 13 to 18 are checked against real servers
+//! (tests/pg_control.rs); 19 (pg_control 1902) follows its published sources (REL_19_STABLE
+//! at 19beta2): no server of 19 can be installed here yet.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,13 +33,13 @@ impl FromStr for SystemId {
     }
 }
 
-/// A PostgreSQL major version, 13 to 18.
+/// A PostgreSQL major version, 13 to 19.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PgVersion(u32);
 
 impl PgVersion {
     pub const OLDEST: u32 = 13;
-    pub const NEWEST: u32 = 18;
+    pub const NEWEST: u32 = 19;
 
     pub fn new(major: u32) -> Result<Self, String> {
         if (Self::OLDEST..=Self::NEWEST).contains(&major) {
@@ -68,7 +70,24 @@ impl PgVersion {
             15 => 0xD110,
             16 => 0xD113,
             17 => 0xD116,
-            _ => 0xD118,
+            18 => 0xD118,
+            _ => 0xD121,
+        }
+    }
+
+    /// The major a pg_control file belongs to. From 17 on each major has a `pg_control_version`
+    /// of its own; 13 to 16 share 1300 and are told apart by `catalog_version_no`.
+    fn of_control(pg_control_version: u32, catver: u32) -> Result<Self, String> {
+        match pg_control_version {
+            1300 => Self::from_catalog_version(catver).and_then(|v| {
+                (v.0 <= 16)
+                    .then_some(v)
+                    .ok_or_else(|| format!("catalog version {catver} with pg_control version 1300"))
+            }),
+            1700 => Ok(PgVersion(17)),
+            1800 => Ok(PgVersion(18)),
+            1902 => Ok(PgVersion(19)),
+            other => Err(format!("unsupported pg_control version {other}")),
         }
     }
 
@@ -133,6 +152,15 @@ pub(crate) fn layout(pg_control_version: u32) -> Option<Layout> {
             checksum_version: 252,
             crc: 292,
         }),
+        // 19 grew the CheckPoint copy by 8 (logicalDecodingEnabled, a 64-bit
+        // nextMultiOffset, dataChecksumState) and added slru_pages_per_segment after
+        // relseg_size: offsets of the published REL_19_STABLE struct on x86_64.
+        1902 => Some(Layout {
+            blcksz: 224,
+            seg_size: 240,
+            checksum_version: 264,
+            crc: 304,
+        }),
         _ => None,
     }
 }
@@ -178,7 +206,35 @@ pub struct ControlFile {
     pub timeline: Timeline,
     pub block_size: u32,
     pub seg_size: WalSegSize,
+    pub checksums: ChecksumState,
+    /// Whether page checksums may be verified: only when they are fully on. While 19 turns
+    /// them on or off online, pages may carry stale checksums, so checks are skipped.
     pub data_checksums: bool,
+}
+
+/// `data_checksum_version`: 0 or 1 up to 18; 19 adds the two states of an online change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumState {
+    Off,
+    On,
+    /// Being turned off online (19): still written, no longer verified.
+    InProgressOff,
+    /// Being turned on online (19): written, not yet verified.
+    InProgressOn,
+}
+
+impl ChecksumState {
+    fn from_raw(v: u32) -> Result<Self, String> {
+        match v {
+            0 => Ok(ChecksumState::Off),
+            1 => Ok(ChecksumState::On),
+            2 => Ok(ChecksumState::InProgressOff),
+            3 => Ok(ChecksumState::InProgressOn),
+            other => Err(format!(
+                "unknown data_checksum_version {other} in pg_control"
+            )),
+        }
+    }
 }
 
 impl ControlFile {
@@ -195,7 +251,11 @@ impl ControlFile {
         };
         let pg_control_version = u32_at(8)?;
         let layout = layout(pg_control_version).ok_or_else(|| {
-            format!("unsupported pg_control version {pg_control_version} (postgresql 13 to 18 are supported)")
+            format!(
+                "unsupported pg_control version {pg_control_version} (pgkeep reads those of postgresql {} to {}: 1300, 1700, 1800, 1902)",
+                PgVersion::OLDEST,
+                PgVersion::NEWEST
+            )
         })?;
         let stored_crc = u32_at(layout.crc)?;
         let computed_crc = crc32c::crc32c(&bytes[..layout.crc]);
@@ -205,7 +265,8 @@ impl ControlFile {
             ));
         }
         let catalog_version = u32_at(12)?;
-        let version = PgVersion::from_catalog_version(catalog_version)?;
+        let version = PgVersion::of_control(pg_control_version, catalog_version)?;
+        let checksums = ChecksumState::from_raw(u32_at(layout.checksum_version)?)?;
         let timeline = u32_at(48)?;
         Ok(ControlFile {
             system_id: SystemId(u64_at(0)?),
@@ -218,7 +279,8 @@ impl ControlFile {
             timeline: Timeline(timeline),
             block_size: u32_at(layout.blcksz)?,
             seg_size: WalSegSize::new(u32_at(layout.seg_size)?)?,
-            data_checksums: u32_at(layout.checksum_version)? != 0,
+            checksums,
+            data_checksums: checksums == ChecksumState::On,
         })
     }
 }
@@ -237,6 +299,7 @@ mod tests {
             (16, 1300, 202307071),
             (17, 1700, 202406281),
             (18, 1800, 202506291),
+            (19, 1902, 202607272),
         ] {
             let bytes = synth_control(7_300_000_000_000_000_001, ctl, catver, 16 << 20);
             let c = ControlFile::parse(&bytes).unwrap();
@@ -248,6 +311,33 @@ mod tests {
             assert_eq!(c.state, DbState::InProduction);
             assert!(c.data_checksums);
         }
+    }
+
+    #[test]
+    fn checksum_states_of_19_are_read_and_in_progress_is_not_verified() {
+        let l = layout(1902).unwrap();
+        for (raw, state, verify) in [
+            (0u32, ChecksumState::Off, false),
+            (1, ChecksumState::On, true),
+            (2, ChecksumState::InProgressOff, false),
+            (3, ChecksumState::InProgressOn, false),
+        ] {
+            let mut b = synth_control(42, 1902, 202607272, 16 << 20);
+            b[l.checksum_version..l.checksum_version + 4].copy_from_slice(&raw.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..l.crc]);
+            b[l.crc..l.crc + 4].copy_from_slice(&crc.to_le_bytes());
+            let c = ControlFile::parse(&b).unwrap();
+            assert_eq!((c.checksums, c.data_checksums), (state, verify));
+        }
+        let mut b = synth_control(42, 1902, 202607272, 16 << 20);
+        b[l.checksum_version..l.checksum_version + 4].copy_from_slice(&9u32.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..l.crc]);
+        b[l.crc..l.crc + 4].copy_from_slice(&crc.to_le_bytes());
+        assert!(
+            ControlFile::parse(&b)
+                .unwrap_err()
+                .contains("data_checksum_version 9")
+        );
     }
 
     #[test]
@@ -267,8 +357,13 @@ mod tests {
         assert!(
             ControlFile::parse(&old)
                 .unwrap_err()
-                .contains("unsupported")
+                .contains("unsupported pg_control version 1201")
         );
+        // A future major's version is named, never read through a wrong layout.
+        let mut next = bytes.clone();
+        next[8..12].copy_from_slice(&2000u32.to_le_bytes());
+        let err = ControlFile::parse(&next).unwrap_err();
+        assert!(err.contains("2000") && err.contains("13 to 19"), "{err}");
     }
 
     #[test]

@@ -113,9 +113,52 @@ fn with_key(info: RepoInfo, cfg: &RepositoryConfig) -> Result<(RepoInfo, Option<
     Ok((info, Some(keys)))
 }
 
+/// What a probe of an opened repository's store found (`pgkeep check`).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreProbe {
+    /// Whether the store enforced create-if-absent on the probe object.
+    pub mode: CreateMode,
+    /// The store's clock: the probe object's modification time as the store reports it.
+    pub stored_at: chrono::DateTime<chrono::Utc>,
+    /// This machine's clock halfway through the write.
+    pub local_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Repo {
+    /// Writes, reads back and deletes a probe object: the store is reachable and writable,
+    /// whether it enforces create-if-absent now, and its clock.
+    pub async fn probe_store(&self) -> Result<StoreProbe> {
+        let before = chrono::Utc::now();
+        let (mode, path) = probe_create_mode_keep(&self.store, &self.layout).await?;
+        let after = chrono::Utc::now();
+        let head = self.store.head(&path).await;
+        let deleted = self.store.delete(&path).await;
+        let meta = head.map_err(|e| store::error("read probe object", &path, e))?;
+        deleted.map_err(|e| store::error("delete probe object", &path, e))?;
+        Ok(StoreProbe {
+            mode,
+            stored_at: meta.last_modified,
+            local_at: before + (after - before) / 2,
+        })
+    }
+}
+
 /// Writes a probe object twice with `PutMode::Create`: a store that accepts the second write
 /// does not enforce create-if-absent (Garage 2.x ignores `If-None-Match: *`).
 async fn probe_create_mode(store: &Arc<dyn ObjectStore>, layout: &Layout) -> Result<CreateMode> {
+    let (mode, path) = probe_create_mode_keep(store, layout).await?;
+    store
+        .delete(&path)
+        .await
+        .map_err(|e| store::error("delete probe object", &path, e))?;
+    Ok(mode)
+}
+
+/// The probe's two writes; the object is left for the caller to delete.
+async fn probe_create_mode_keep(
+    store: &Arc<dyn ObjectStore>,
+    layout: &Layout,
+) -> Result<(CreateMode, object_store::path::Path)> {
     let nonce = format!(
         "{}-{}",
         std::process::id(),
@@ -139,9 +182,5 @@ async fn probe_create_mode(store: &Arc<dyn ObjectStore>, layout: &Layout) -> Res
         | Err(object_store::Error::Precondition { .. }) => CreateMode::Enforced,
         Err(e) => return Err(store::error("write probe object", &path, e)),
     };
-    store
-        .delete(&path)
-        .await
-        .map_err(|e| store::error("delete probe object", &path, e))?;
-    Ok(mode)
+    Ok((mode, path))
 }

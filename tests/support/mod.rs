@@ -13,4 +13,5 @@ pub mod podman;
 pub mod postgres;
 pub mod proc;
 pub mod proxy;
+pub mod receiver;
 pub mod seeded;
