@@ -163,7 +163,12 @@ pub fn error(what: &str, path: &Path, e: object_store::Error) -> Error {
 fn classify_generic(e: &object_store::Error) -> (ErrorKind, &'static str) {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
-    if lower.contains("403")
+    // "403" alone would match a retry's elapsed time ("in 1.403s"): a connection reset
+    // then read as a credentials problem. Only a status code counts.
+    let forbidden = ["403 forbidden", "status: 403", "status code: 403", "status 403"]
+        .iter()
+        .any(|p| lower.contains(p));
+    if forbidden
         || lower.contains("accessdenied")
         || lower.contains("invalidaccesskeyid")
         || lower.contains("signaturedoesnotmatch")
@@ -265,5 +270,31 @@ impl CredentialProvider for AwsChain {
         });
         *cached = Some((Arc::clone(&cred), creds.expiry()));
         Ok(cred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(text: &str) -> ErrorKind {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        };
+        error("read", &Path::from("x"), e).kind()
+    }
+
+    #[test]
+    fn a_status_403_is_auth_but_a_duration_holding_403_is_not() {
+        assert_eq!(
+            kind_of("Error after 10 retries in 1.403291s, source: connection reset by peer"),
+            ErrorKind::Unreachable
+        );
+        assert_eq!(
+            kind_of("Server returned non-2xx status code: 403 Forbidden: <Error/>"),
+            ErrorKind::Auth
+        );
+        assert_eq!(kind_of("<Code>AccessDenied</Code>"), ErrorKind::Auth);
     }
 }
