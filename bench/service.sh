@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh >/dev/null
 . scripts/env.sh
-cargo build --release --quiet --bin pgkeep --bin pgkeepd
+cargo build --release --quiet --bin pgkeep && cargo build --release --quiet -p pgkeep-scheduler --bin pgkeepd
 PK=$CARGO_TARGET_DIR/release/pgkeep
 PKD=$CARGO_TARGET_DIR/release/pgkeepd
 N=${PGKEEP_BENCH_SEGMENTS:-32}

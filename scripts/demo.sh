@@ -169,6 +169,13 @@ fi
 cat "$work/drill.txt"
 drill_rto=$(grep -o "rto [0-9.]* s" "$work/drill.txt" | head -1)
 drill_left=$(find "$work/drills" -mindepth 1 -maxdepth 1 | wc -l)
+
+echo "== 8. pgkeep check: this setup, end to end (repository, PostgreSQL, archive settings, a switched segment arriving)"
+if ! PGKEEP_BACKUP_SOURCE="host=$work port=$P1 user=postgres" "$PGKEEP" check --wal-timeout 60s > "$work/check.txt"; then
+  cat "$work/check.txt"; echo "  RESULT: pgkeep check FAILED"; exit 1
+fi
+cat "$work/check.txt"
+check_ok=$(grep -c "^ok " "$work/check.txt" || true)
 as_pg "$PGBIN/pg_ctl" -D "$work/primary" -m fast -w stop >/dev/null
 echo "-- pgkeepd /status (abridged)"
 echo "$status_json" | python3 scripts/pgkeepd-status.py
@@ -200,6 +207,7 @@ printf "  %-44s %s\n" "point-in-time restore (full + incr) + replay" "$((tr1 - t
 printf "  %-44s %s\n" "rows at the chosen time: expected / restored" "1000 / $pitr_rows"
 printf "  %-44s %s\n" "pgkeepd jobs run / failed in ${DAEMON_SECONDS}s" "$daemon_runs / $daemon_failures"
 printf "  %-44s %s\n" "restore drill of the newest backup" "passed, ${drill_rto:-rto ?}, sandboxes left: $drill_left"
+printf "  %-44s %s\n" "pgkeep check" "$check_ok checks ok, none failed"
 if [ "$r_marks" = 5000 ] && [ "$r_history" = "$history_rows" ] && [ "$pitr_rows" = 1000 ] && [ "$incr_type" = incr ] \
    && [ "$daemon_runs" -ge 2 ] && [ "$daemon_failures" = 0 ] && [ "$drill_left" = 0 ]; then
   echo "  RESULT: every restored instance holds exactly what had committed at its target"

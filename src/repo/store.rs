@@ -165,9 +165,14 @@ fn classify_generic(e: &object_store::Error) -> (ErrorKind, &'static str) {
     let lower = text.to_ascii_lowercase();
     // "403" alone would match a retry's elapsed time ("in 1.403s"): a connection reset
     // then read as a credentials problem. Only a status code counts.
-    let forbidden = ["403 forbidden", "status: 403", "status code: 403", "status 403"]
-        .iter()
-        .any(|p| lower.contains(p));
+    let forbidden = [
+        "403 forbidden",
+        "status: 403",
+        "status code: 403",
+        "status 403",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
     if forbidden
         || lower.contains("accessdenied")
         || lower.contains("invalidaccesskeyid")
