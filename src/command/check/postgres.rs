@@ -320,6 +320,16 @@ pub(super) async fn wal_arrives(
         r.skip(NAME, "no archive to look in");
         return;
     }
+    // A commit record first (an xid, then its commit): without new WAL since the last
+    // switch, pg_switch_wal() would name a segment archived long ago and prove nothing.
+    if let Err(e) = query_one(&p.client, "SELECT txid_current()::text").await {
+        r.fail(
+            NAME,
+            format!("txid_current(): {e}"),
+            "check the role's privileges",
+        );
+        return;
+    }
     let segment = match query_one(&p.client, "SELECT pg_walfile_name(pg_switch_wal())").await {
         Ok(s) => s,
         Err(e) => {
