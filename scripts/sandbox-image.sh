@@ -28,36 +28,7 @@ if [ "$major" != 15 ]; then
   die "Debian 12 (bookworm) packages PostgreSQL 15 only, not $major: pull or build $image elsewhere and load it (podman load / podman import)"
 fi
 
-# The mirror carrying bookworm's main component, from the apt sources (one-line .list and
-# deb822 .sources files alike): never a hard-coded host.
-mirror() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk '$1 == "deb" {
-           i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
-           if ($(i+1) == "bookworm") { print $i; exit }
-         }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    # One stanza per blank-line-separated paragraph: a deb stanza whose Suites has bookworm.
-    awk 'BEGIN { RS = ""; FS = "\n" }
-         {
-           types = ""; uris = ""; suites = ""; enabled = "yes"
-           for (i = 1; i <= NF; i++) {
-             line = $i; if (line ~ /^#/) continue
-             key = tolower(substr(line, 1, index(line, ":") - 1)); val = substr(line, index(line, ":") + 1)
-             gsub(/^[ \t]+|[ \t]+$/, "", val)
-             if (key == "types") types = val; else if (key == "uris") uris = val
-             else if (key == "suites") suites = val; else if (key == "enabled") enabled = tolower(val)
-           }
-           if (enabled == "no" || (" " types " ") !~ / deb /) next
-           if ((" " suites " ") ~ / bookworm /) { split(uris, u, /[ \t]+/); print u[1]; exit }
-         }' "$f"
-  done
-}
-url=$(mirror | head -n 1)
+url=$(bash "$(dirname "$0")/debian-mirror.sh")
 [ -n "$url" ] || die "no Debian bookworm mirror in /etc/apt/sources.list or /etc/apt/sources.list.d/"
 
 work=$(mktemp -d /var/tmp/pgkeep-sandbox-image.XXXXXX)

@@ -1,7 +1,8 @@
 //! `pgkeep check` against real servers: a good setup passes — with a backup role that is not
 //! a superuser (REPLICATION and three grants), which also takes a real backup — and each broken
 //! setting, one at a time, fails exactly its own lines: a missing grant, archive_command
-//! unset, WAL that never reaches the archive, Patroni down, pgkeepd refusing the node's token.
+//! unset, WAL that never reaches the archive, Patroni down, pgkeepd refusing the node's token;
+//! and `pgkeepd check` finds the drills' sandbox image, or names it missing (or the engine gone).
 
 #![allow(clippy::unwrap_used)]
 
@@ -195,4 +196,82 @@ fn patroni_down_and_a_refused_token_fail_their_own_lines() {
     let (code, failed, report) = check(&node(&good, &patroni), &[]);
     assert_eq!(code, 3);
     assert_eq!(failed, names(&["patroni"]), "{report}");
+}
+
+/// The real pgkeepd binary's `check --json` on `pk`'s configuration, with `env` added.
+fn pgkeepd_check(pk: &Pgkeep, env: &[(&str, &str)]) -> (i32, BTreeSet<String>, serde_json::Value) {
+    let out = std::process::Command::new(support::pgkeep::bin().with_file_name("pgkeepd"))
+        .args(["--config", pk.config.to_str().unwrap(), "check", "--json"])
+        .env_remove("PGKEEP_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap_or("{}"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "no json report ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let failed = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    (out.status.code().unwrap_or(-1), failed, report)
+}
+
+#[test]
+fn pgkeepd_check_finds_the_sandbox_image_or_names_it_missing() {
+    let podman = support::podman::Podman::start();
+    let dir = postgres_tempdir();
+    let fake = FakeCluster::new(dir.path(), 7_400_000_000_000_000_004, 15);
+    let pk = Pgkeep::new(
+        dir.path(),
+        &format!(
+            "[repository]\npath = \"{}\"\n[restore_test]\nsandbox = \"container\"\ndocker_host = \"{}\"\n",
+            dir.path().join("repo").display(),
+            podman.docker_host()
+        ),
+    );
+    pk.ok(&["init", "--data-dir", fake.data.to_str().unwrap()]);
+
+    let (code, failed, report) = pgkeepd_check(&pk, &[]);
+    assert_eq!((code, &failed), (0, &BTreeSet::new()), "{report}");
+    let line = outcome(&report, "sandbox");
+    assert_eq!(line["outcome"], "ok", "{report}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap()
+            .contains("localhost/pgkeep-pg:15"),
+        "{line}"
+    );
+
+    // The image the drills would run is not on the engine.
+    let (code, failed, report) = pgkeepd_check(
+        &pk,
+        &[(
+            "PGKEEP_RESTORE_TEST_IMAGE",
+            "localhost/pgkeep-no-such-image:{major}",
+        )],
+    );
+    assert_eq!(code, 3);
+    assert_eq!(failed, names(&["sandbox"]), "{report}");
+    assert!(
+        outcome(&report, "sandbox")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pgkeep-no-such-image:15")
+    );
+
+    // No engine at the configured address.
+    let gone = format!("unix://{}/no-engine.sock", dir.path().display());
+    let (code, failed, report) =
+        pgkeepd_check(&pk, &[("PGKEEP_RESTORE_TEST_DOCKER_HOST", gone.as_str())]);
+    assert_eq!(code, 3);
+    assert_eq!(failed, names(&["sandbox"]), "{report}");
 }

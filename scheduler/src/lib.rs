@@ -16,6 +16,7 @@
 //!            another daemon already ran, run, record
 //! http       /healthz, /status (JSON), /metrics (Prometheus text), optional bearer token
 //! auth       bearer tokens compared in constant time (sha256 both, then subtle)
+//! check      `pgkeepd check`: pgkeep check's lines plus the drills' container sandbox
 //! receiver   the WAL service ([service]): archive-push/archive-get of every cluster over
 //!            HTTP(S), one token per cluster, bounded memory, store-and-forward spool
 //! daemon     starts the runners and the HTTP server; SIGTERM: no new runs, running jobs get
@@ -23,6 +24,7 @@
 //! ```
 
 pub mod auth;
+pub mod check;
 pub mod clock;
 pub mod daemon;
 pub mod drill_job;

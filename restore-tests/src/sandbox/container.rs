@@ -146,6 +146,31 @@ pub async fn connect(cfg: &RestoreTestConfig) -> Result<(Docker, String)> {
     Ok((docker, shown))
 }
 
+/// The engine answers and holds the sandbox image of `major` (`restore_test.image`): the
+/// client, the engine's address and the image's name. What a drill checks first, and what
+/// `pgkeepd check` reports.
+pub async fn engine_with_image(
+    cfg: &RestoreTestConfig,
+    major: u32,
+) -> Result<(Docker, String, String)> {
+    let (docker, host) = connect(cfg).await?;
+    let image = RestoreTestConfig::for_major(&cfg.image, major);
+    match docker.inspect_image(&image).await {
+        Ok(_) => Ok((docker, host, image)),
+        Err(EngineError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(Error::new(
+            ErrorKind::Config,
+            format!("the image {image} (PostgreSQL {major}) is not on the engine at {host}"),
+        )
+        .hint(format!(
+            "build it with scripts/sandbox-image.sh {major}, or pull it \
+             (docker pull / podman pull {image}); restore_test.image names it"
+        ))),
+        Err(e) => Err(engine_err(&format!("inspect image {image}"), &host, e)),
+    }
+}
+
 /// An engine error while doing `what`, as pgkeep's (see the module's list of kinds).
 fn engine_err(what: &str, host: &str, e: EngineError) -> Error {
     match &e {
@@ -202,26 +227,7 @@ impl Container {
     /// Connects to the engine, checks the image is there, and makes the staging directory
     /// (`data/`, `wal/`, all 0700). The container itself is created by `start`.
     pub async fn create(cfg: &RestoreTestConfig, run_id: &str, major: u32) -> Result<Container> {
-        let (docker, host) = connect(cfg).await?;
-        let image = RestoreTestConfig::for_major(&cfg.image, major);
-        match docker.inspect_image(&image).await {
-            Ok(_) => {}
-            Err(EngineError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "the image {image} (PostgreSQL {major}) is not on the engine at {host}"
-                    ),
-                )
-                .hint(format!(
-                    "build it with scripts/sandbox-image.sh {major}, or pull it \
-                     (docker pull / podman pull {image}); restore_test.image names it"
-                )));
-            }
-            Err(e) => return Err(engine_err(&format!("inspect image {image}"), &host, e)),
-        }
+        let (docker, host, image) = engine_with_image(cfg, major).await?;
         let staging = staging_dir(&cfg.work_dir, run_id);
         for dir in [staging.clone(), staging.join("data"), staging.join("wal")] {
             make_private_dir(&dir)?;

@@ -57,22 +57,27 @@ impl CheckReport {
         });
     }
 
-    pub(crate) fn ok(&mut self, name: &'static str, detail: impl Into<String>) {
+    pub fn ok(&mut self, name: &'static str, detail: impl Into<String>) {
         self.push(name, Outcome::Ok, detail.into(), None);
     }
 
-    pub(crate) fn fail(&mut self, name: &'static str, detail: impl Into<String>, hint: &str) {
+    pub fn fail(&mut self, name: &'static str, detail: impl Into<String>, hint: &str) {
         self.push(name, Outcome::Fail, detail.into(), Some(hint.to_string()));
     }
 
     /// A failure from a command's error: its message and its own hint.
-    pub(crate) fn error(&mut self, name: &'static str, e: &Error) {
+    pub fn error(&mut self, name: &'static str, e: &Error) {
         let hint = e.hint_text().map(str::to_string);
         self.push(name, Outcome::Fail, e.message().to_string(), hint);
     }
 
-    pub(crate) fn skip(&mut self, name: &'static str, why: impl Into<String>) {
+    pub fn skip(&mut self, name: &'static str, why: impl Into<String>) {
         self.push(name, Outcome::Skip, why.into(), None);
+    }
+
+    /// Drops the line `name` (a caller that can check it better replaces it).
+    pub fn remove(&mut self, name: &str) {
+        self.checks.retain(|c| c.name != name);
     }
 
     pub fn failures(&self) -> usize {
