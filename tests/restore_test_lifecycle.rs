@@ -205,3 +205,45 @@ fn a_drill_of_postgresql_17_passes() {
     assert_eq!(rows, Some(5100));
     assert!(sandboxes(Path::new(&work)).is_empty());
 }
+
+/// PostgreSQL 18 (checksums on by default) in its container sandbox: the image
+/// `scripts/sandbox-image.sh 18` builds from npm's binaries on the 15 image.
+#[test]
+fn a_drill_of_postgresql_18_in_a_container_passes() {
+    let podman = support::podman::Podman::start();
+    let tmp = postgres_tempdir();
+    let dir = tmp.path();
+    let bin = major_bin(18);
+    let (pk, pg, source) = archiving_primary(&bin, dir, "", &[], &[]);
+    pg.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g");
+    cluster::backup(&pk, &source, "full");
+    pg.psql("INSERT INTO t SELECT g, 'after' FROM generate_series(5001, 5100) g");
+    let work = work_dir(dir);
+    let host = podman.docker_host();
+    let d = drill::run(
+        &pk,
+        &[
+            ("PGKEEP_RESTORE_TEST_SANDBOX", "container"),
+            ("PGKEEP_RESTORE_TEST_DOCKER_HOST", &host),
+            ("PGKEEP_RESTORE_TEST_WORK_DIR", &work),
+            ("PGKEEP_BACKUP_SOURCE", &source),
+        ],
+        &[],
+    );
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    let r = d.report.clone().unwrap();
+    assert_eq!(r["runs"], "localhost/pgkeep-pg:18");
+    assert_eq!(d.check("canary").0, "passed");
+    let (verdict, detail) = d.check("amcheck:postgres");
+    assert_eq!(verdict, "passed", "{detail}");
+    let rows = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.t")
+        .unwrap()["rows"]
+        .as_u64();
+    assert_eq!(rows, Some(5100));
+    assert!(sandboxes(Path::new(&work)).is_empty());
+    assert!(podman.labelled_containers().is_empty());
+}
