@@ -6,6 +6,7 @@
 # run: `pgkeep --version`, and pgkeepd answering /healthz (its HEALTHCHECK's own probe).
 #   bash scripts/image.sh            build (base images only when missing) and check
 # Prints each phase's duration. Needs network access to Debian's mirror and crates.io only.
+# --format docker: the OCI image format has no HEALTHCHECK; Docker's keeps it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --containers >/dev/null
@@ -69,7 +70,7 @@ phase "base image $RUST_IMAGE" "$t"
 
 t=$(date +%s)
 log "podman build of the Dockerfile as $IMAGE (a cold cargo build: 10-20 minutes on 2 cores)"
-timeout 45m podman build --pull=never --network host -t "$IMAGE" -f Dockerfile . >"$work/build.log" 2>&1 \
+timeout 45m podman build --format docker --pull=never --network host -t "$IMAGE" -f Dockerfile . >"$work/build.log" 2>&1 \
   || { tail -n 40 "$work/build.log" >&2; die "podman build failed (log above)"; }
 phase "podman build" "$t"
 
@@ -83,7 +84,9 @@ mkdir -p "$work/etc"
 printf '[repository]\npath = "/var/lib/pgkeep/repo"\n[scheduler]\nlisten = "127.0.0.1:%s"\n' "$port" > "$work/etc/pgkeepd.toml"
 chmod -R a+rX "$work/etc"
 container=$(podman run -d --network host -v "$work/etc:/etc/pgkeep:ro" \
-  -e PGKEEP_HEALTH_URL="http://127.0.0.1:$port/healthz" "$IMAGE")
+  -e PGKEEP_HEALTH_URL="http://127.0.0.1:$port/healthz" "$IMAGE" 2>"$work/run.err") \
+  || { cat "$work/run.err" >&2; die "podman run of $IMAGE failed"; }
+# (Without systemd, podman says it cannot schedule the periodic health checks: run.err.)
 ok=""
 for _ in $(seq 1 100); do
   if curl -fsS --max-time 2 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then ok=1; break; fi
