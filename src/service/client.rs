@@ -89,7 +89,11 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .https_only(cfg.url.starts_with("https://"));
-        if let Some(path) = &cfg.ca_file {
+        if cfg.url.starts_with("http://") {
+            // No TLS on this URL: loading the system's root certificates would cost every
+            // archive command tens of milliseconds for nothing.
+            b = b.tls_certs_only(Vec::<reqwest::Certificate>::new());
+        } else if let Some(path) = &cfg.ca_file {
             let pem = read_file(path, "server.ca_file")?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| tls_error("server.ca_file", path, e))?;
