@@ -202,6 +202,14 @@ pub struct RepositoryConfig {
     pub compress_threads: u32,
 }
 
+impl RepositoryConfig {
+    /// False on a node whose archive commands go through pgkeepd (`[server]`) and that has no
+    /// `[repository]` of its own (resolved as a local store with an empty path).
+    pub fn is_configured(&self) -> bool {
+        !matches!(&self.store, StoreConfig::Local { path } if path.as_os_str().is_empty())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PostgresConfig {
     pub data_dir: Option<PathBuf>,

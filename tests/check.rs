@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::cluster;
-use support::pgkeep::{FakeCluster, Pgkeep};
+use support::pgkeep::{FakeCluster, Pgkeep, check_report};
 use support::postgres::pg_bin;
 use support::proc::{free_port, postgres_tempdir, run_ok};
 use support::receiver::{Daemon, token};
@@ -21,16 +21,7 @@ fn check(pk: &Pgkeep, args: &[&str]) -> (i32, BTreeSet<String>, serde_json::Valu
     let mut all = vec!["check", "--json"];
     all.extend_from_slice(args);
     let r = pk.run(&all);
-    let report: serde_json::Value = serde_json::from_str(r.stdout.lines().next().unwrap_or("{}"))
-        .unwrap_or_else(|e| panic!("no json report ({e}): {}\n{}", r.stdout, r.stderr));
-    let failed = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["outcome"] == "fail")
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    (r.code, failed, report)
+    check_report(r.code, &r.stdout, &r.stderr)
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -206,22 +197,11 @@ fn pgkeepd_check(pk: &Pgkeep, env: &[(&str, &str)]) -> (i32, BTreeSet<String>, s
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap_or("{}"))
-        .unwrap_or_else(|e| {
-            panic!(
-                "no json report ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let failed = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["outcome"] == "fail")
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    (out.status.code().unwrap_or(-1), failed, report)
+    check_report(
+        out.status.code().unwrap_or(-1),
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 #[test]

@@ -15,21 +15,12 @@ use std::collections::BTreeSet;
 
 use pgkeep::repo::{CreateMode, Repo, RepoInfo};
 use support::garage::Garage;
-use support::pgkeep::{FakeCluster, Pgkeep};
+use support::pgkeep::{FakeCluster, Pgkeep, check_report};
 use support::proc::postgres_tempdir;
 
 fn failed(pk: &Pgkeep) -> (i32, BTreeSet<String>, serde_json::Value) {
     let r = pk.run(&["check", "--json"]);
-    let report: serde_json::Value = serde_json::from_str(r.stdout.lines().next().unwrap_or("{}"))
-        .unwrap_or_else(|e| panic!("no json report ({e}): {}\n{}", r.stdout, r.stderr));
-    let names = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["outcome"] == "fail")
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    (r.code, names, report)
+    check_report(r.code, &r.stdout, &r.stderr)
 }
 
 fn only(name: &str) -> BTreeSet<String> {

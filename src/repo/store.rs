@@ -36,12 +36,14 @@ pub fn identity(cfg: &RepositoryConfig) -> String {
 
 /// Builds the store; `create` makes a missing local directory (only `init` does that).
 pub fn build(cfg: &RepositoryConfig, create: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
-    match &cfg.store {
-        StoreConfig::Local { path } if path.as_os_str().is_empty() => Err(Error::new(
+    if !cfg.is_configured() {
+        return Err(Error::new(
             ErrorKind::Config,
             "no repository is configured on this node: its archive commands go through pgkeepd ([server])",
         )
-        .hint("run this command where pgkeepd's [repository] is configured, or add a [repository] section")),
+        .hint("run this command where pgkeepd's [repository] is configured, or add a [repository] section"));
+    }
+    match &cfg.store {
         StoreConfig::Local { path } => {
             let location = path.display().to_string();
             if create {

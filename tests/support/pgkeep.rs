@@ -203,3 +203,22 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// The report of `pgkeep check --json` (or `pgkeepd check --json`) from a run's exit code and
+/// output: the code, the names of the checks that failed, and the whole report.
+pub fn check_report(
+    code: i32,
+    stdout: &str,
+    stderr: &str,
+) -> (i32, std::collections::BTreeSet<String>, serde_json::Value) {
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("no json report ({e}): {stdout}\n{stderr}"));
+    let failed = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .map(|c| c["name"].as_str().expect("name").to_string())
+        .collect();
+    (code, failed, report)
+}

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use super::{CheckArgs, CheckReport};
 use crate::command::backup::source;
+use crate::command::with_deadline;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::pg::replication::{ConnParams, ReplConn};
 use crate::pg::{PgVersion, WalFileName};
@@ -36,7 +37,13 @@ pub(super) async fn check(
             );
             return None;
         }
-        (Some(_), _) => match within(source::resolve(cfg, None)).await {
+        (Some(_), _) => match with_deadline(
+            "resolving the backup source",
+            DEADLINE,
+            source::resolve(cfg, None),
+        )
+        .await
+        {
             Ok(s) => {
                 r.ok(
                     "backup source",
@@ -419,17 +426,6 @@ async fn query_one(c: &Client, sql: &str) -> Result<String, String> {
             .map_or_else(|| e.to_string(), |d| d.message().to_string())),
         Err(_) => Err(format!("no answer within {}s", DEADLINE.as_secs())),
     }
-}
-
-async fn within<T>(
-    f: impl std::future::Future<Output = crate::error::Result<T>>,
-) -> crate::error::Result<T> {
-    tokio::time::timeout(DEADLINE, f).await.unwrap_or_else(|_| {
-        Err(crate::error::Error::new(
-            crate::error::ErrorKind::Unreachable,
-            format!("no answer within {}s", DEADLINE.as_secs()),
-        ))
-    })
 }
 
 async fn within_str<T>(

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use super::CheckReport;
-use crate::config::{Config, StoreConfig};
+use crate::command::with_deadline;
+use crate::config::Config;
 use crate::pg::ControlFile;
 use crate::repo::{CreateMode, Repo};
 
@@ -18,25 +19,22 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Opens the repository and probes it; the repository when it opened.
 pub(super) async fn check(cfg: &Config, r: &mut CheckReport) -> Option<Repo> {
-    if matches!(&cfg.repository.store, StoreConfig::Local { path } if path.as_os_str().is_empty()) {
+    if !cfg.repository.is_configured() {
         r.skip(
             "repository",
             "none on this node: the archive commands go through pgkeepd ([server])",
         );
         return None;
     }
-    let repo = match tokio::time::timeout(DEADLINE, Repo::open(&cfg.repository)).await {
-        Ok(Ok(repo)) => repo,
-        Ok(Err(e)) => {
+    let opened = with_deadline(
+        "opening the repository",
+        DEADLINE,
+        Repo::open(&cfg.repository),
+    );
+    let repo = match opened.await {
+        Ok(repo) => repo,
+        Err(e) => {
             r.error("repository", &e);
-            return None;
-        }
-        Err(_) => {
-            r.fail(
-                "repository",
-                format!("no answer within {}s", DEADLINE.as_secs()),
-                "check repository.endpoint and that the store is reachable from here",
-            );
             return None;
         }
     };
@@ -61,18 +59,10 @@ pub(super) async fn check(cfg: &Config, r: &mut CheckReport) -> Option<Repo> {
 }
 
 async fn probe(repo: &Repo, r: &mut CheckReport) {
-    let p = match tokio::time::timeout(DEADLINE, repo.probe_store()).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
+    let p = match with_deadline("a probe write", DEADLINE, repo.probe_store()).await {
+        Ok(p) => p,
+        Err(e) => {
             r.error("writable", &e);
-            return;
-        }
-        Err(_) => {
-            r.fail(
-                "writable",
-                format!("a probe write got no answer within {}s", DEADLINE.as_secs()),
-                "check the store's health and repository.request_timeout",
-            );
             return;
         }
     };
