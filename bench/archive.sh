@@ -67,14 +67,23 @@ api_bind_addr = "127.0.0.1:$S3"
 root_domain = ".s3.garage.localhost"
 CONF
 "$G" -c "$W/garage/garage.toml" server >"$W/garage/log" 2>&1 & pids+=($!)
-until "$G" -c "$W/garage/garage.toml" status >/dev/null 2>&1; do sleep 0.2; done  # RPC is up
+# wait_until WHAT SECONDS CMD...: poll CMD; past the deadline, say what was awaited and stop.
+wait_until() {
+  local what=$1 secs=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$end" ]; then echo "bench: gave up after ${secs}s waiting for $what" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+wait_until "garage's RPC (log: $W/garage/log)" 60 "$G" -c "$W/garage/garage.toml" status
 node=$("$G" -c "$W/garage/garage.toml" node id -q)
 "$G" -c "$W/garage/garage.toml" layout assign -z dc1 -c 4G "${node%@*}" >/dev/null
 "$G" -c "$W/garage/garage.toml" layout apply --version 1 >/dev/null
 keyout=$("$G" -c "$W/garage/garage.toml" key create bench)
 export AWS_ACCESS_KEY_ID=$(echo "$keyout" | awk '/Key ID:/ {print $3}')
 export AWS_SECRET_ACCESS_KEY=$(echo "$keyout" | awk '/Secret key:/ {print $3}')
-until "$G" -c "$W/garage/garage.toml" bucket create pgkeep >/dev/null 2>&1; do sleep 0.2; done
+wait_until "garage's bucket creation (log: $W/garage/log)" 60 "$G" -c "$W/garage/garage.toml" bucket create pgkeep
 "$G" -c "$W/garage/garage.toml" bucket allow --read --write --owner pgkeep --key bench >/dev/null
 # A throwaway CA and a server certificate for 127.0.0.1 signed by it.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/ca.key" -out "$W/ca.crt" -days 2 -subj /CN=pgkeep-bench-ca \
@@ -99,7 +108,7 @@ backend garage
   server g 127.0.0.1:$S3
 CONF
 haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & pids+=($!)
-until (exec 3<>/dev/tcp/127.0.0.1/$TLS) 2>/dev/null; do sleep 0.1; done
+wait_until "haproxy's TLS port $TLS (log: $W/haproxy.log)" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$TLS"
 chown -R postgres:postgres "$W"
 
 echo "== measuring (as the postgres user, $N segments)" >&2

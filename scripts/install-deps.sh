@@ -7,6 +7,8 @@
 #   scripts/install-deps.sh --bench    plus the benchmark's reference tools (pgBackRest, haproxy for TLS)
 #   scripts/install-deps.sh --containers  only what the container sandbox of restore drills
 #                                         needs (Podman, runc, the PostgreSQL 15 image)
+#   scripts/install-deps.sh --stack    what scripts/stack.sh needs (the containers' part,
+#                                      podman-compose, and the Garage binary for its image)
 set -euo pipefail
 
 TOOLS=${PGKEEP_TOOLS:-/opt/pgkeep-tools}
@@ -52,6 +54,15 @@ cgroup_manager = "cgroupfs"'
 }
 if [ "$mode" = "--containers" ]; then
   containers
+  exit 0
+fi
+if [ "$mode" = "--stack" ]; then
+  containers
+  apt_install podman-compose postgresql-client-15
+  if [ ! -x "$TOOLS/bin/garage" ]; then
+    log "cargo install garage 2.5.0 (about 20 minutes on 2 cores)"
+    cargo install --locked --quiet garage --version 2.5.0 --root "$TOOLS"
+  fi
   exit 0
 fi
 if [ "$mode" = "--patroni" ]; then

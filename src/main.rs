@@ -65,7 +65,11 @@ fn watchdog(cfg: &Config, command: &Command, settle: &dyn Fn(Error) -> Error) {
         _ => return,
     };
     let deadline = cfg.archive.timeout;
-    let err = settle(pgkeep::command::deadline_error(what, deadline));
+    let err = settle(pgkeep::command::deadline_error(
+        what,
+        deadline,
+        Some("archive.timeout"),
+    ));
     let (report, code) = (err.report("pgkeep"), err.exit_code());
     std::thread::spawn(move || {
         std::thread::sleep(deadline + WATCHDOG_GRACE);

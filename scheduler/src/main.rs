@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgkeep::command::check::CheckArgs;
 use pgkeep::config::Raw;
 use pgkeep::error::{Error, ErrorKind};
 use pgkeep_scheduler::clock::Clock;
@@ -28,17 +27,7 @@ struct Cli {
 enum Command {
     /// Check the whole configuration end to end, as `pgkeep check` does, plus the restore
     /// drills' container sandbox (engine reachable, image present). Exit 3 on any failure.
-    Check {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// How long a switched WAL segment may take to reach the archive.
-        #[arg(long, default_value = "60s")]
-        wal_timeout: String,
-        /// Do not call pg_switch_wal().
-        #[arg(long)]
-        no_switch: bool,
-    },
+    Check(pgkeep::cli::CheckFlags),
     /// Run one restore drill now: restore a backup into a throwaway sandbox, recover, check,
     /// report (stored in the repository) and clean up. Exits 0 when it passed, 10 when a check
     /// failed (the backup or its WAL is damaged), else the usual codes of setup errors.
@@ -85,22 +74,8 @@ fn main() -> ExitCode {
             })?;
             match cli.command {
                 None => rt.block_on(daemon::run(cfg, Clock::System, terminated())),
-                Some(Command::Check {
-                    json,
-                    wal_timeout,
-                    no_switch,
-                }) => {
-                    let wal_timeout = humantime::parse_duration(&wal_timeout).map_err(|e| {
-                        Error::new(
-                            ErrorKind::InvalidInput,
-                            format!("--wal-timeout {wal_timeout}: {e}"),
-                        )
-                        .hint("a duration such as 60s or 2m")
-                    })?;
-                    let args = CheckArgs {
-                        wal_timeout,
-                        switch_wal: !no_switch,
-                    };
+                Some(Command::Check(flags)) => {
+                    let (args, json) = (flags.args()?, flags.json);
                     let report = rt.block_on(pgkeep_scheduler::check::run(&cfg, args));
                     if json {
                         println!(

@@ -158,17 +158,7 @@ pub enum Command {
         action: KeyCommand,
     },
     /// Check the whole configuration end to end: one line per check, exit 3 on any failure.
-    Check {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// How long a switched WAL segment may take to reach the archive (e.g. 60s, 2m).
-        #[arg(long, default_value = "60s")]
-        wal_timeout: String,
-        /// Do not call pg_switch_wal() (no WAL arrival check).
-        #[arg(long)]
-        no_switch: bool,
-    },
+    Check(CheckFlags),
     /// Show the repository and its backups.
     Info {
         /// Machine-readable output.
@@ -392,5 +382,35 @@ mod tests {
         for bad in ["16400", "x=/mnt", "16400=rel/dir", "-1=/a"] {
             assert!(tablespace_mapping(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// `check`'s flags, shared by `pgkeep check` and `pgkeepd check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckFlags {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// How long a switched WAL segment may take to reach the archive (e.g. 60s, 2m).
+    #[arg(long, default_value = "60s")]
+    pub wal_timeout: String,
+    /// Do not call pg_switch_wal() (no WAL arrival check).
+    #[arg(long)]
+    pub no_switch: bool,
+}
+
+impl CheckFlags {
+    pub fn args(&self) -> crate::error::Result<crate::command::check::CheckArgs> {
+        let wal_timeout = humantime::parse_duration(&self.wal_timeout).map_err(|e| {
+            crate::error::Error::new(
+                crate::error::ErrorKind::InvalidInput,
+                format!("--wal-timeout {}: {e}", self.wal_timeout),
+            )
+            .hint("a duration such as 60s or 2m")
+        })?;
+        Ok(crate::command::check::CheckArgs {
+            wal_timeout,
+            switch_wal: !self.no_switch,
+        })
     }
 }

@@ -134,23 +134,7 @@ impl Command {
             Command::Pin { id } => Invocation::Pin(pin::PinArgs { id, pinned: true }),
             Command::Unpin { id } => Invocation::Pin(pin::PinArgs { id, pinned: false }),
             Command::Info { json } => Invocation::Info(Output::of(json)),
-            Command::Check {
-                json,
-                wal_timeout,
-                no_switch,
-            } => Invocation::Check(
-                check::CheckArgs {
-                    wal_timeout: humantime::parse_duration(&wal_timeout).map_err(|e| {
-                        Error::new(
-                            ErrorKind::InvalidInput,
-                            format!("--wal-timeout {wal_timeout}: {e}"),
-                        )
-                        .hint("a duration such as 60s or 2m")
-                    })?,
-                    switch_wal: !no_switch,
-                },
-                Output::of(json),
-            ),
+            Command::Check(flags) => Invocation::Check(flags.args()?, Output::of(flags.json)),
             Command::Key { action } => match action {
                 KeyCommand::List { json } => Invocation::Key(key::KeyArgs::List, Output::of(json)),
                 KeyCommand::Add {

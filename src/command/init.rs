@@ -57,9 +57,12 @@ pub async fn run(cfg: &Config, args: InitArgs) -> Result<InitReport> {
         identity.seg_size,
         CreateMode::Enforced,
     );
-    let created =
-        crate::command::with_deadline("init", cfg.archive.timeout, create(&cfg.repository, wanted))
-            .await?;
+    let created = crate::command::with_archive_timeout(
+        "init",
+        cfg.archive.timeout,
+        create(&cfg.repository, wanted),
+    )
+    .await?;
     Ok(InitReport {
         location: created.repo.location().to_string(),
         info: created.repo.info().clone(),

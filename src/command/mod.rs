@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Runs `work` under one overall deadline, so a command never hangs on a store that accepts
-/// connections and never answers (PostgreSQL retries a failed archive command by itself).
+/// Runs `work` under one overall deadline, so a command never hangs on a store or service
+/// that accepts connections and never answers.
 pub async fn with_deadline<T>(
     what: &str,
     deadline: Duration,
@@ -34,13 +34,29 @@ pub async fn with_deadline<T>(
 ) -> Result<T> {
     match tokio::time::timeout(deadline, work).await {
         Ok(result) => result,
-        Err(_) => Err(deadline_error(what, deadline)),
+        Err(_) => Err(deadline_error(what, deadline, None)),
+    }
+}
+
+/// `with_deadline` for the archive commands (and `init`), bounded by `archive.timeout`, which
+/// the error names: PostgreSQL retries a failed archive command by itself.
+pub async fn with_archive_timeout<T>(
+    what: &str,
+    deadline: Duration,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(result) => result,
+        Err(_) => Err(deadline_error(what, deadline, Some("archive.timeout"))),
     }
 }
 
 /// The error of a command that ran out of its deadline (also what `main`'s watchdog reports
-/// when blocking local I/O outlasts it).
-pub fn deadline_error(what: &str, deadline: Duration) -> Error {
+/// when blocking local I/O outlasts it); `setting` is the one that sets the deadline, if any.
+pub fn deadline_error(what: &str, deadline: Duration, setting: Option<&str>) -> Error {
+    let raise = setting
+        .map(|s| format!(", or raise {s}"))
+        .unwrap_or_default();
     Error::new(
         ErrorKind::Unreachable,
         format!(
@@ -48,7 +64,9 @@ pub fn deadline_error(what: &str, deadline: Duration) -> Error {
             humantime::format_duration(deadline)
         ),
     )
-    .hint("the store or a local file system did not answer in time; check repository.endpoint and the mounts, or raise archive.timeout")
+    .hint(format!(
+        "the store, a service or a local file system did not answer in time; check the addresses in the configuration and the mounts{raise}"
+    ))
 }
 
 /// Joins a blocking task, turning a panic into an internal error.

@@ -15,8 +15,28 @@ pub struct Identity {
 }
 
 /// Connects with a libpq-style connection string (TLS is added with the replication client).
+/// A missing password comes from the file a `passfile=PATH` parameter names, as in libpq.
 pub async fn connect(conninfo: &str) -> Result<Client, String> {
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
+    let (rest, passfile) = super::passfile::take_param(conninfo);
+    let mut cfg: tokio_postgres::Config = rest
+        .parse()
+        .map_err(|e| format!("invalid connection string ({rest}): {e}"))?;
+    if let (None, Some(path)) = (cfg.get_password(), passfile) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read passfile {}: {e}", path.display()))?;
+        let host = match cfg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "localhost".to_string(),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let user = cfg.get_user().unwrap_or("postgres").to_string();
+        let dbname = cfg.get_dbname().unwrap_or(&user).to_string();
+        if let Some(p) = super::passfile::lookup(&text, &host, port, &dbname, &user) {
+            cfg.password(p);
+        }
+    }
+    let (client, conn) = cfg
+        .connect(NoTls)
         .await
         .map_err(|e| format!("cannot connect to postgresql ({conninfo}): {e}"))?;
     tokio::spawn(async move {

@@ -2,6 +2,38 @@
 //! replica method its password): `host:port:database:user:password` lines, `*` matching
 //! anything, `\:` and `\\` escaped. Pure: the caller reads the file.
 
+/// Removes libpq's `passfile=PATH` parameter from a connection string (keyword or URL form),
+/// which tokio-postgres's parser does not know, and returns the path it named.
+pub fn take_param(conninfo: &str) -> (String, Option<std::path::PathBuf>) {
+    let mut path = None;
+    if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+        let Some((base, query)) = conninfo.split_once('?') else {
+            return (conninfo.to_string(), None);
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.strip_prefix("passfile=") {
+                Some(v) => path = Some(v.into()),
+                None => kept.push(pair),
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (rest, path);
+    }
+    let mut kept = Vec::new();
+    for token in conninfo.split_whitespace() {
+        match token.strip_prefix("passfile=") {
+            Some(v) => path = Some(v.trim_matches('\'').into()),
+            None => kept.push(token),
+        }
+    }
+    (kept.join(" "), path)
+}
+
 /// The password of the first line matching the connection, as libpq picks it. A socket
 /// connection matches `localhost`.
 pub fn lookup(text: &str, host: &str, port: u16, database: &str, user: &str) -> Option<String> {
@@ -45,6 +77,25 @@ fn split(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passfile_parameter_is_taken_out_of_both_forms() {
+        assert_eq!(
+            take_param("host=pg1 passfile='/run/secrets/pgpass' user=replicator"),
+            (
+                "host=pg1 user=replicator".to_string(),
+                Some("/run/secrets/pgpass".into())
+            )
+        );
+        assert_eq!(
+            take_param("postgresql://rep@pg1:5432/db?passfile=/p&sslmode=require"),
+            (
+                "postgresql://rep@pg1:5432/db?sslmode=require".to_string(),
+                Some("/p".into())
+            )
+        );
+        assert_eq!(take_param("host=pg1").1, None);
+    }
 
     #[test]
     fn first_matching_line_wins_with_wildcards_and_escapes() {

@@ -16,7 +16,7 @@ pub use fetch::{get_bytes, get_one};
 pub use outcome::{RecoveryMode, settle};
 
 use crate::command::spool::Spool;
-use crate::command::with_deadline;
+use crate::command::with_archive_timeout;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{WalFileName, WalSegSize};
@@ -66,14 +66,14 @@ impl std::fmt::Display for GetReport {
 pub async fn run(cfg: &Config, args: GetArgs) -> Result<GetReport> {
     let start = Instant::now();
     if let Some(server) = &cfg.server {
-        return with_deadline(
+        return with_archive_timeout(
             "archive-get",
             cfg.archive.timeout,
             remote::run(cfg, server, &args, start),
         )
         .await;
     }
-    with_deadline("archive-get", cfg.archive.timeout, async {
+    with_archive_timeout("archive-get", cfg.archive.timeout, async {
         // PostgreSQL only asks for WAL file names; anything else is a configuration mistake.
         parse_name(&args.file, WalSegSize::SMALLEST)?;
         let dest_dir = args.dest.parent().unwrap_or(Path::new("."));

@@ -16,7 +16,7 @@ pub use push::{
 use push::{check, prepare};
 
 use crate::command::spool::Spool;
-use crate::command::with_deadline;
+use crate::command::with_archive_timeout;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{WalFileName, WalSegSize};
@@ -55,14 +55,14 @@ impl std::fmt::Display for PushReport {
 pub async fn run(cfg: &Config, args: PushArgs) -> Result<PushReport> {
     let start = Instant::now();
     if let Some(server) = &cfg.server {
-        return with_deadline(
+        return with_archive_timeout(
             "archive-push",
             cfg.archive.timeout,
             remote::run(cfg, server, &args.path, start),
         )
         .await;
     }
-    with_deadline("archive-push", cfg.archive.timeout, async {
+    with_archive_timeout("archive-push", cfg.archive.timeout, async {
         // Refuse what is not a WAL file name before touching the repository.
         let (file, loose) = wal_file_name(&args.path)?;
         let wal_dir = args.path.parent().unwrap_or(Path::new("."));

@@ -56,9 +56,11 @@ pub enum Host {
 
 impl ConnParams {
     /// Parses `host=... port=... user=... password=...` or a `postgresql://` URL. A missing
-    /// password comes from `PGPASSWORD` when `pgpassword` is given.
+    /// password comes from `PGPASSWORD` when `pgpassword` is given, else from the file a
+    /// `passfile=PATH` parameter names (libpq's format; how a secret reaches a container).
     pub fn parse(conninfo: &str, pgpassword: Option<&str>) -> Result<Self, String> {
-        let (conninfo, tls) = tls::split(conninfo)?;
+        let (conninfo, passfile) = super::passfile::take_param(conninfo);
+        let (conninfo, tls) = tls::split(&conninfo)?;
         let cfg: tokio_postgres::Config = conninfo
             .parse()
             .map_err(|e| format!("invalid connection string: {e}"))?;
@@ -67,7 +69,7 @@ impl ConnParams {
             Some(tokio_postgres::config::Host::Unix(p)) => Host::Unix(p.clone()),
             None => Host::Unix("/var/run/postgresql".into()),
         };
-        Ok(ConnParams {
+        let mut params = ConnParams {
             host,
             port: cfg.get_ports().first().copied().unwrap_or(5432),
             user: cfg.get_user().unwrap_or("postgres").to_string(),
@@ -76,7 +78,13 @@ impl ConnParams {
                 .map(<[u8]>::to_vec)
                 .or_else(|| pgpassword.map(|p| p.as_bytes().to_vec())),
             tls,
-        })
+        };
+        if let Some(path) = passfile {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read passfile {}: {e}", path.display()))?;
+            params.password_from_passfile(&text);
+        }
+        Ok(params)
     }
 
     /// Takes a missing password from a libpq password file's text (`.pgpass` format).
