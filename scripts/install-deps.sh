@@ -39,10 +39,13 @@ apt_install postgresql-15 postgresql-client-15
 containers() {
   apt_install podman runc debootstrap
   mkdir -p "$TOOLS"
+  # runtime = "runc" also for `podman build` and podman-compose, which take no --runtime of
+  # their own for every step (crun, when a package pulls it in, fails here).
   local conf='[containers]
 default_ulimits = []
 [engine]
-cgroup_manager = "cgroupfs"'
+cgroup_manager = "cgroupfs"
+runtime = "runc"'
   if [ "$(cat "$TOOLS/containers.conf" 2>/dev/null)" != "$conf" ]; then
     printf '%s\n' "$conf" >"$TOOLS/containers.conf"
   fi

@@ -89,6 +89,9 @@ fn init_logging(cfg: &Config, vars: &BTreeMap<String, String>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: PostgreSQL's log (archive_command) and container logs
+        // get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .compact()
         .try_init();

@@ -66,6 +66,8 @@ fn main() -> ExitCode {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
                 .with_writer(std::io::stderr)
+                // Colours only on a terminal: container and journal logs get plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_target(false)
                 .try_init();
             let _ = rustls::crypto::ring::default_provider().install_default();
