@@ -5,7 +5,7 @@
 #      images of config/stack/images/), built offline, each only when missing;
 #   2. random secrets, the stack up, Garage's keys and bucket, a leader elected;
 #   3. `pgkeep init`, rows written through HAProxy :5000, WAL archived through pgkeepd;
-#   4. a full backup from the replica Patroni ranks best;
+#   4. a full backup from the replica Patroni ranks best; `pgkeepd check` passing every line;
 #   5. the leader's container killed: a new leader, writes through HAProxy again, WAL archived on
 #      the new timeline, an incremental backup on the new topology, the committed rows all there;
 #   6. a replica's container and volume removed and recreated: Patroni rebuilds it with
@@ -24,7 +24,7 @@ log() { echo "stack: $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 step_start=0
 step() { step_start=$(date +%s%3N); log "-- $*"; }
-took() { log "   $1: $(( ($(date +%s%3N) - step_start) ))ms"; TIMES+=("$1|$(( $(date +%s%3N) - step_start ))"); }
+took() { local now; now=$(date +%s%3N); log "   $1: $((now - step_start))ms"; TIMES+=("$1|$((now - step_start))"); step_start=$now; }
 TIMES=()
 podman() { command podman --runtime /usr/sbin/runc "$@"; }
 PROJECT=pgkeep-stack
@@ -217,6 +217,12 @@ source1=$(member_of "$work/backup1.log")
 [ -n "$source1" ] && [ "$source1" != "$leader" ] || die "the backup's source was '${source1:-?}', the leader is $leader"
 log "   from $source1: $(tail -n 1 "$work/backup1.log")"
 took "full backup"
+
+step "pgkeepd check: the whole setup, line by line"
+pgkeepd_exec pgkeepd --config /etc/pgkeep/pgkeepd.toml check >"$work/check.log" 2>&1 \
+  || { cat "$work/check.log" >&2; die "pgkeepd check found a broken line (above)"; }
+log "   $(grep -c '^ok' "$work/check.log") checks ok"
+took "pgkeepd check"
 
 # ---------------------------------------------------------------------------------------------
 step "kill the leader's container ($leader)"

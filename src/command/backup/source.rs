@@ -88,8 +88,8 @@ async fn choose(p: &PatroniConfig) -> Result<Source> {
     Err(Error::new(
         ErrorKind::Postgres,
         format!(
-            "no member of patroni cluster {} can serve the backup: {}",
-            cluster.scope.as_deref().unwrap_or("?"),
+            "no member of the patroni cluster{} can serve the backup: {}",
+            cluster.scope.as_deref().map(|s| format!(" {s}")).unwrap_or_default(),
             reasons.join("; ")
         ),
     )

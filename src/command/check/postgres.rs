@@ -265,6 +265,16 @@ async fn settings(cfg: &Config, c: &Client, r: &mut CheckReport) {
             );
             continue;
         }
+        if cfg.service.is_some() {
+            // Checked from pgkeepd, which receives the nodes' WAL: the command runs on the
+            // database host with that host's configuration, which no path here can name. The
+            // WAL arriving (below) is what proves it.
+            r.ok(
+                name,
+                format!("{value} (the node's own configuration; the WAL arriving below proves it)"),
+            );
+            continue;
+        }
         match config_named(&value) {
             Some(path) if !same_file(&path, &ours) => r.fail(
                 name,

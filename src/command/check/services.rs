@@ -45,8 +45,12 @@ pub(super) async fn patroni(cfg: &Config, r: &mut CheckReport) {
     r.ok(
         "patroni",
         format!(
-            "cluster {}: {} member(s), leader {leader}",
-            cluster.scope.as_deref().unwrap_or("?"),
+            "{}{} member(s), leader {leader}",
+            cluster
+                .scope
+                .as_deref()
+                .map(|s| format!("cluster {s}: "))
+                .unwrap_or_default(),
             cluster.members.len()
         ),
     );
