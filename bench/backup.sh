@@ -31,7 +31,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 PORT=$(free_port)
 psql_() { psql -h "$W" -p "$PORT" -U postgres -XAtq "$@" postgres; }
 # Runs a command as postgres under /usr/bin/time; leaves "seconds peak_kib" in $W/last.
-timed() { as_pg /usr/bin/time -f "%e %M" -o "$W/last" "$@" >"$W/last.out" 2>"$W/last.err" || { cat "$W/last.err" >&2; exit 1; }; }
+timed() { as_pg /usr/bin/time -f "%e %M %U %S" -o "$W/last" "$@" >"$W/last.out" 2>"$W/last.err" || { cat "$W/last.err" >&2; exit 1; }; }
+cpu() { awk '{printf "%.1f", $3 + $4}' "$W/last"; }
 secs() { cut -d' ' -f1 "$W/last"; }
 rss_mib() { awk '{printf "%.0f", $2/1024}' "$W/last"; }
 mbps() { python3 -c "print(f'{$1/1e6/$2:.0f}')"; }
@@ -94,8 +95,11 @@ pgbb_s=$(secs); pgbb_rss=$(rss_mib); pgbb_stored=$(du -sb "$W/pgbb" | cut -f1)
 echo "== full backups" >&2
 timed env PGKEEP_CONFIG="$W/pgkeep.toml" "$PGKEEP" backup --source "$SRC" --type full
 pk_full_s=$(secs); pk_full_rss=$(rss_mib)
+pk_full_id=$(grep -o 'full backup [^ ]*' "$W/last.out" | cut -d' ' -f3)
 timed pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --type=full backup
 pb_full_s=$(secs); pb_full_rss=$(rss_mib)
+pb_full_id=$(as_pg pgbackrest --config="$W/pgbackrest.conf" --stanza=bench info --output=json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backup"][-1]["label"])')
 pk_full_stored=$(du -sb "$W/repo-pgkeep/main/backups" | cut -f1)
 pb_full_stored=$(du -sb "$W/repo-pgbr/backup/bench" | cut -f1)
 
@@ -110,12 +114,28 @@ pk_incr_stored=$(( $(du -sb "$W/repo-pgkeep/main/backups" | cut -f1) - pk_full_s
 pb_incr_stored=$(( $(du -sb "$W/repo-pgbr/backup/bench" | cut -f1) - pb_full_stored ))
 as_pg "$PGBIN/pg_ctl" -D "$W/pgdata" -m fast -w stop >/dev/null
 
-echo "== restores of the incremental (files only; WAL replay is PostgreSQL's)" >&2
+echo "== restores of the full, then of the incremental (files only; WAL replay is PostgreSQL's)" >&2
+# Each restore is durable when it returns (pgkeep: syncfs before pg_control; pgBackRest:
+# fsync per file); the page cache is dropped before each, so every tool reads the repository
+# from disk alike.
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+mkdir -p "$W/r-pgbr" "$W/r-pgbr-full"; chown postgres:postgres "$W/r-pgbr" "$W/r-pgbr-full"; chmod 700 "$W/r-pgbr" "$W/r-pgbr-full"
+drop_caches
+timed env PGKEEP_CONFIG="$W/pgkeep.toml" "$PGKEEP" restore "$W/r-pgkeep-full" --backup "$pk_full_id"
+pk_restf_s=$(secs); pk_restf_rss=$(rss_mib); pk_restf_cpu=$(cpu)
+drop_caches
+timed pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --pg1-path="$W/r-pgbr-full" --set="$pb_full_id" restore
+pb_restf_s=$(secs); pb_restf_cpu=$(cpu)
+rm -rf "$W/r-pgkeep-full" "$W/r-pgbr-full"
+drop_caches
 timed env PGKEEP_CONFIG="$W/pgkeep.toml" "$PGKEEP" restore "$W/r-pgkeep"
-pk_rest_s=$(secs); pk_rest_rss=$(rss_mib)
-mkdir -p "$W/r-pgbr"; chown postgres:postgres "$W/r-pgbr"; chmod 700 "$W/r-pgbr"
+pk_rest_s=$(secs); pk_rest_rss=$(rss_mib); pk_rest_cpu=$(cpu)
+drop_caches
 timed pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --pg1-path="$W/r-pgbr" restore
-pb_rest_s=$(secs); pb_rest_rss=$(rss_mib)
+pb_rest_s=$(secs); pb_rest_rss=$(rss_mib); pb_rest_cpu=$(cpu)
+echo "== the disk's ceiling: dd of as many bytes, 16 MiB writes, one fsync" >&2
+timed dd if=/dev/zero of="$W/dd.test" bs=16M count=$(( (BYTES + 16777215) / 16777216 )) conv=fsync status=none
+dd_s=$(secs); rm -f "$W/dd.test"
 mkdir -p "$W/r-pgbb"; chown postgres:postgres "$W/r-pgbb"
 timed tar -C "$W/r-pgbb" -I zstd -xf "$W/pgbb/base.tar.zst"
 bb_rest_s=$(secs)
@@ -129,7 +149,10 @@ row "full backup s" "$pk_full_s" "$pb_full_s" "$pgbb_s" ""
 row "full stored MiB" "$((pk_full_stored / 1048576))" "$((pb_full_stored / 1048576))" "$((pgbb_stored / 1048576))" "$(ratio "$pk_full_stored" "$pb_full_stored")"
 row "incremental after ${LOAD}s pgbench: s" "$pk_incr_s" "$pb_incr_s" "-" "$(ratio "$pk_incr_s" "$pb_incr_s")"
 row "incremental stored MiB" "$(python3 -c "print(f'{$pk_incr_stored/1048576:.1f}')")" "$(python3 -c "print(f'{$pb_incr_stored/1048576:.1f}')")" "-" "$(ratio "$pk_incr_stored" "$pb_incr_stored")"
-row "restore MB/s" "$(mbps "$BYTES" "$pk_rest_s")" "$(mbps "$BYTES" "$pb_rest_s")" "$(mbps "$BYTES" "$bb_rest_s")" "$(ratio "$pb_rest_s" "$pk_rest_s")"
-row "peak RSS MiB: full / incr / restore" "$pk_full_rss/$pk_incr_rss/$pk_rest_rss" "$pb_full_rss/-/$pb_rest_rss" "$pgbb_rss" ""
+row "restore MB/s, full (pg_bb: tar -x, no fsync)" "$(mbps "$BYTES" "$pk_restf_s")" "$(mbps "$BYTES" "$pb_restf_s")" "$(mbps "$BYTES" "$bb_rest_s")" "$(ratio "$pb_restf_s" "$pk_restf_s")"
+row "restore MB/s, full + incremental" "$(mbps "$BYTES" "$pk_rest_s")" "$(mbps "$BYTES" "$pb_rest_s")" "-" "$(ratio "$pb_rest_s" "$pk_rest_s")"
+row "restore CPU s (user+sys): full / +incr" "$pk_restf_cpu/$pk_rest_cpu" "$pb_restf_cpu/$pb_rest_cpu" "-" ""
+row "disk ceiling MB/s (dd 16M, conv=fsync)" "$(mbps "$BYTES" "$dd_s")" "" "" ""
+row "peak RSS MiB: full / incr / restore" "$pk_full_rss/$pk_incr_rss/$pk_restf_rss,$pk_rest_rss" "$pb_full_rss/-/$pb_rest_rss" "$pgbb_rss" ""
 row "CPU limit (tar | zstd -T2) MB/s" "$(mbps "$BYTES" "$cpu_s")" "" "" ""
 row "pgkeep full vs CPU limit" "$(python3 -c "print(f'{100*$cpu_s/$pk_full_s:.0f}%')")" "" "" ""

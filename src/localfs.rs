@@ -155,3 +155,38 @@ mod tests {
         assert!(available_space(&dir.path().join("missing")).is_err());
     }
 }
+
+/// `syncfs(2)` on the file system holding `dir`: every dirty page and inode of it reaches the
+/// disk. Returns `Ok(false)` where its error report cannot be trusted (Linux before 5.8
+/// returned success even when writeback had failed): the caller then fsyncs file by file.
+#[allow(unsafe_code)]
+pub fn syncfs(dir: &Path) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    if !syncfs_reports_errors() {
+        return Ok(false);
+    }
+    let d = File::open(dir)?;
+    // SAFETY: a plain system call on a descriptor `d` keeps open; it reads no memory of ours.
+    let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+/// Whether this kernel's syncfs reports writeback errors (Linux 5.8 and later).
+fn syncfs_reports_errors() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut nums = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    (major, minor) >= (5, 8)
+}
+
+/// The device a path lives on (`st_dev`), to sync each file system once.
+pub fn device_of(path: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)?.dev())
+}

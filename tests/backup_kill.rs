@@ -159,3 +159,68 @@ fn kill_9_at_random_points_never_leaves_a_listed_half_backup() {
     );
     assert_eq!(restored.psql("SELECT count(*) FROM marks"), "410");
 }
+
+/// Restore writes its files without an fsync each and makes them durable in one pass before
+/// pg_control, which it writes last: kill -9 at random points never leaves a directory with a
+/// pg_control (one PostgreSQL would start), and `restore --delta` over what the kill left
+/// restores exactly the committed rows.
+#[test]
+fn kill_9_mid_restore_leaves_no_pg_control_and_delta_finishes_it() {
+    let seed = seeded::seed("restore kill points");
+    let mut rng = Rng::new(seed);
+    let dir = postgres_tempdir();
+    let (pk, primary, source) =
+        cluster::archiving_primary(&pg_bin(), dir.path(), "concurrency = 2", &[], &[]);
+    primary.pgbench(&["-i", "-s", "3", "-q"]);
+    primary.psql("CREATE TABLE marks (id int PRIMARY KEY)");
+    primary.psql("INSERT INTO marks SELECT generate_series(1, 321)");
+    pk.ok(&["backup", "--source", &source]);
+    primary.switch_and_wait_archived();
+    let whole = dir.path().join("whole");
+    pk.ok(&["restore", whole.to_str().unwrap()]);
+    let files = count_files(&whole);
+
+    for round in 0..3u32 {
+        let target = dir.path().join(format!("killed-{round}"));
+        let at = 1 + rng.below(files);
+        let mut child = pk
+            .command()
+            .args(["restore", target.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let finished = wait_for(
+            "the restore to reach its kill point",
+            Duration::from_secs(120),
+            || {
+                if child.try_wait().unwrap().is_some() {
+                    return Some(true);
+                }
+                (count_files(&target) >= at).then_some(false)
+            },
+        );
+        if !finished {
+            child.kill().unwrap();
+        }
+        let status = child.wait().unwrap();
+        eprintln!("round {round}: restore to be killed after {at} of {files} files: {status}");
+        if !status.success() {
+            assert!(
+                !target.join("global/pg_control").exists(),
+                "a killed restore left pg_control (round {round}, seed {seed})"
+            );
+        }
+        let restored = cluster::restore_and_start(
+            &pk,
+            &pg_bin(),
+            &target,
+            &["--delta", "--target-action", "promote"],
+        );
+        assert_eq!(
+            restored.psql("SELECT count(*) FROM marks"),
+            "321",
+            "round {round}, seed {seed}"
+        );
+    }
+}

@@ -35,7 +35,15 @@ pub struct Slots {
 }
 
 /// Writes `wanted` to `dest`; returns the bytes written.
-pub async fn assemble(repo: &Repo, wanted: Wanted<'_>, dest: &Path, slots: &Slots) -> Result<u64> {
+/// With `sync`, the file is fsynced before it takes its name; without, the caller makes the
+/// whole restore durable at once before it writes pg_control.
+pub async fn assemble(
+    repo: &Repo,
+    wanted: Wanted<'_>,
+    dest: &Path,
+    slots: &Slots,
+    sync: bool,
+) -> Result<u64> {
     let tmp = temp_path(dest);
     // Read as well as written: a file from an older manifest is read back to be checked.
     let opened = std::fs::OpenOptions::new()
@@ -47,7 +55,7 @@ pub async fn assemble(repo: &Repo, wanted: Wanted<'_>, dest: &Path, slots: &Slot
     let file = Arc::new(opened.map_err(|e| Error::io("create", &tmp, e))?);
     let built = build(repo, &wanted, &file, &tmp, slots).await;
     let published = match built {
-        Ok(()) => publish(file, &tmp, dest, wanted.entry.mode).await,
+        Ok(()) => publish(file, &tmp, dest, wanted.entry.mode, sync).await,
         Err(e) => Err(e),
     };
     if published.is_err() {
@@ -228,12 +236,16 @@ async fn check_whole(w: &Wanted<'_>, tmp: &Path) -> Result<()> {
     .hint("the backup is damaged; restore another backup and run 'pgkeep verify'"))
 }
 
-async fn publish(file: Arc<File>, tmp: &Path, dest: &Path, mode: u32) -> Result<()> {
+async fn publish(file: Arc<File>, tmp: &Path, dest: &Path, mode: u32, sync: bool) -> Result<()> {
     let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
     blocking(move || {
         use std::os::unix::fs::PermissionsExt;
-        // Durable before it takes the real name: a crash leaves the old file or the new one.
-        file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        // Verified before it takes the real name, so nothing unverified ever carries one.
+        // Durable here only with `sync` (pg_control); the rest is synced in one pass before
+        // pg_control is written, and until then the directory cannot start as a cluster.
+        if sync {
+            file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        }
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777))
             .map_err(|e| Error::io("chmod", &tmp, e))?;
         std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename", &dest, e))

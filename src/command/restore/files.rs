@@ -105,7 +105,10 @@ pub async fn write_all(
                 if keep_matching && matches(&dest, w.size, w.sha256).await? {
                     return Ok(None);
                 }
-                assemble(repo, w, &dest, slots).await.map(Some)
+                // pg_control is made durable on its own; the rest in one pass (`make_durable`).
+                assemble(repo, w, &dest, slots, only_control)
+                    .await
+                    .map(Some)
             })
         })
         .collect();
@@ -120,8 +123,42 @@ pub async fn write_all(
             bytes += n;
         }
     }
-    fsync_dirs(place, m)?;
+    if only_control {
+        fsync_dirs(place, m)?;
+    }
     Ok((count, bytes))
+}
+
+/// Makes everything written so far durable in one pass, instead of an fsync per file that
+/// each waited for its own journal commit: one `syncfs` per file system holding the target or
+/// a tablespace (files `--delta` kept included), or, where syncfs cannot report a failed
+/// writeback, an fsync of every file; then the directories, for the renames.
+pub fn make_durable(place: &Placement, m: &Manifest) -> Result<()> {
+    let mut roots = vec![place.target().to_path_buf()];
+    roots.extend(place.tablespaces().map(|(_, d, _)| d.to_path_buf()));
+    let mut devices = std::collections::BTreeSet::new();
+    let mut trusted = true;
+    for root in &roots {
+        let dev = localfs::device_of(root).map_err(|e| Error::io("stat", root, e))?;
+        if devices.insert(dev) {
+            trusted &= localfs::syncfs(root).map_err(|e| Error::io("syncfs", root, e))?;
+        }
+    }
+    if !trusted {
+        for e in m
+            .entries
+            .iter()
+            .filter(|e| e.is_file() && e.path != PG_CONTROL)
+        {
+            if place.skipped(&e.path) {
+                continue;
+            }
+            let path = place.dest(&e.path)?;
+            let f = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+        }
+    }
+    fsync_dirs(place, m)
 }
 
 /// Whether `path` is a regular file of this size and sha256 already.

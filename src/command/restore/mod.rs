@@ -128,7 +128,14 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     // Recovery settings: replay the archive through pgkeep.
     write_recovery_settings(&args, &settings)?;
 
-    // pg_control last: until it is there, the directory cannot start as a cluster.
+    // Crash safety rests on this order. Until pg_control exists the directory cannot start as
+    // a cluster (`--delta` removed it, durably, before anything else), so the files above were
+    // not synced one by one: they become durable here in one pass — syncfs per file system
+    // (or an fsync of every file where syncfs cannot report errors), then the directories.
+    // Only then is pg_control written, fsynced and renamed, and its directory fsynced: a crash
+    // at any point before leaves no pg_control and a rerun (`--delta` compares sha256)
+    // repairs it; after it, every byte pg_control vouches for is already on disk.
+    blocking_durable(&place, &manifest).await?;
     let (n, b) = files::write_all(&repo, &manifest, &place, 1, true, false).await?;
     localfs::fsync_dir(&args.dir).map_err(|e| Error::io("fsync", &args.dir, e))?;
     let total = (manifest.entries.iter())
@@ -144,6 +151,12 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
         removed,
         elapsed: began.elapsed(),
     })
+}
+
+/// `files::make_durable` off the async threads (it waits for the whole restore's writeback).
+async fn blocking_durable(place: &Placement, manifest: &Manifest) -> Result<()> {
+    let (place, manifest) = (place.clone(), manifest.clone());
+    crate::command::blocking(move || files::make_durable(&place, &manifest)).await
 }
 
 /// The backup to restore: the one asked for, or the newest that can reach the target along
