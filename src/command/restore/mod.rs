@@ -8,6 +8,7 @@
 mod assemble;
 mod delta;
 mod files;
+mod merge;
 pub mod place;
 mod prepare;
 pub mod recovery;
