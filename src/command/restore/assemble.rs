@@ -78,20 +78,6 @@ async fn build(
     tmp: &Path,
     slots: &Slots,
 ) -> Result<()> {
-    if super::merge::applies(w.layers) {
-        // An incremental chain: each region built once in memory, written once.
-        let _slot = slots
-            .slots
-            .acquire()
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-        super::merge::merged(repo, w, file, tmp).await?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io("stat", tmp, e))?
-            .len();
-        return check_size(w, size);
-    }
     for (i, layer) in w.layers.iter().enumerate() {
         // Writeback is started as parts land, except under a later delta: its pages would be
         // written to disk twice, where the page cache can take the overwrite for free.
@@ -139,7 +125,7 @@ async fn write_part(
         .acquire()
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-    let (stored, what) = fetch_part(repo, layer, &entry.path, part).await?;
+    let (stored, what) = fetch(repo, layer, &entry.path, part).await?;
     let expected = layer.part_sha256.get(part as usize).copied();
     let (file, delta, location) = (Arc::clone(file), layer.delta, repo.location().to_string());
     blocking(move || {
@@ -172,7 +158,7 @@ async fn write_part(
     .await
 }
 
-pub(super) async fn fetch_part(
+async fn fetch(
     repo: &Repo,
     layer: &Layer,
     path: &str,
@@ -195,17 +181,10 @@ pub(super) async fn fetch_part(
 }
 
 fn decode<K>(stored: &Fetched<K>, out: impl Write, what: &str, location: &str) -> Result<Decoded> {
-    stored
-        .decode(out)
-        .map_err(|e| damaged_part(what, location, e))
-}
-
-/// A part that failed to decode: damage in the repository, or a failed write.
-pub(super) fn damaged_part(what: &str, location: &str, e: DecodeError) -> Error {
-    match e {
+    stored.decode(out).map_err(|e| match e {
         DecodeError::Write(io) => Error::new(ErrorKind::Io, format!("cannot write {what}: {io}")),
         d => verified::damaged(what, location, &d),
-    }
+    })
 }
 
 fn apply_delta<K>(stored: &Fetched<K>, file: &File, what: &str, location: &str) -> Result<Decoded> {

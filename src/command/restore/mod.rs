@@ -8,7 +8,6 @@
 mod assemble;
 mod delta;
 mod files;
-mod merge;
 pub mod place;
 mod prepare;
 pub mod recovery;
