@@ -115,30 +115,34 @@ pb_incr_stored=$(( $(du -sb "$W/repo-pgbr/backup/bench" | cut -f1) - pb_full_sto
 as_pg "$PGBIN/pg_ctl" -D "$W/pgdata" -m fast -w stop >/dev/null
 
 echo "== restores of the full, then of the incremental (files only; WAL replay is PostgreSQL's)" >&2
-# Each restore is durable when it returns (pgkeep: syncfs before pg_control; pgBackRest:
-# fsync per file); the page cache is dropped before each, so every tool reads the repository
-# from disk alike.
+# The page cache is dropped before each restore, so every tool reads its repository from disk
+# alike; after each, a `sync` is timed too: what a tool leaves unwritten is paid there, so
+# "restore + sync" compares restores that are on disk when they end.
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+sync_s() { /usr/bin/time -f "%e" -o "$W/sync.t" sync; cat "$W/sync.t"; }
+plus() { python3 -c "print(f'{$1+$2:.2f}')"; }
 mkdir -p "$W/r-pgbr" "$W/r-pgbr-full"; chown postgres:postgres "$W/r-pgbr" "$W/r-pgbr-full"; chmod 700 "$W/r-pgbr" "$W/r-pgbr-full"
 drop_caches
 timed env PGKEEP_CONFIG="$W/pgkeep.toml" "$PGKEEP" restore "$W/r-pgkeep-full" --backup "$pk_full_id"
-pk_restf_s=$(secs); pk_restf_rss=$(rss_mib); pk_restf_cpu=$(cpu)
+pk_restf_s=$(plus "$(secs)" "$(sync_s)"); pk_restf_rss=$(rss_mib); pk_restf_cpu=$(cpu)
 drop_caches
 timed pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --pg1-path="$W/r-pgbr-full" --set="$pb_full_id" restore
-pb_restf_s=$(secs); pb_restf_cpu=$(cpu)
+pb_restf_s=$(plus "$(secs)" "$(sync_s)"); pb_restf_cpu=$(cpu)
 rm -rf "$W/r-pgkeep-full" "$W/r-pgbr-full"
 drop_caches
 timed env PGKEEP_CONFIG="$W/pgkeep.toml" "$PGKEEP" restore "$W/r-pgkeep"
-pk_rest_s=$(secs); pk_rest_rss=$(rss_mib); pk_rest_cpu=$(cpu)
+pk_rest_s=$(plus "$(secs)" "$(sync_s)"); pk_rest_rss=$(rss_mib); pk_rest_cpu=$(cpu)
 drop_caches
 timed pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --pg1-path="$W/r-pgbr" restore
-pb_rest_s=$(secs); pb_rest_rss=$(rss_mib); pb_rest_cpu=$(cpu)
+pb_rest_s=$(plus "$(secs)" "$(sync_s)"); pb_rest_rss=$(rss_mib); pb_rest_cpu=$(cpu)
+drop_caches
 echo "== the disk's ceiling: dd of as many bytes, 16 MiB writes, one fsync" >&2
 timed dd if=/dev/zero of="$W/dd.test" bs=16M count=$(( (BYTES + 16777215) / 16777216 )) conv=fsync status=none
 dd_s=$(secs); rm -f "$W/dd.test"
 mkdir -p "$W/r-pgbb"; chown postgres:postgres "$W/r-pgbb"
+drop_caches
 timed tar -C "$W/r-pgbb" -I zstd -xf "$W/pgbb/base.tar.zst"
-bb_rest_s=$(secs)
+bb_rest_s=$(plus "$(secs)" "$(sync_s)")
 
 echo
 echo "pgbench scale $SCALE: $((BYTES / 1048576)) MiB data directory, zstd level $LEVEL, 2 cores, local repositories"
@@ -149,8 +153,8 @@ row "full backup s" "$pk_full_s" "$pb_full_s" "$pgbb_s" ""
 row "full stored MiB" "$((pk_full_stored / 1048576))" "$((pb_full_stored / 1048576))" "$((pgbb_stored / 1048576))" "$(ratio "$pk_full_stored" "$pb_full_stored")"
 row "incremental after ${LOAD}s pgbench: s" "$pk_incr_s" "$pb_incr_s" "-" "$(ratio "$pk_incr_s" "$pb_incr_s")"
 row "incremental stored MiB" "$(python3 -c "print(f'{$pk_incr_stored/1048576:.1f}')")" "$(python3 -c "print(f'{$pb_incr_stored/1048576:.1f}')")" "-" "$(ratio "$pk_incr_stored" "$pb_incr_stored")"
-row "restore MB/s, full (pg_bb: tar -x, no fsync)" "$(mbps "$BYTES" "$pk_restf_s")" "$(mbps "$BYTES" "$pb_restf_s")" "$(mbps "$BYTES" "$bb_rest_s")" "$(ratio "$pb_restf_s" "$pk_restf_s")"
-row "restore MB/s, full + incremental" "$(mbps "$BYTES" "$pk_rest_s")" "$(mbps "$BYTES" "$pb_rest_s")" "-" "$(ratio "$pb_rest_s" "$pk_rest_s")"
+row "restore + sync MB/s, full (pg_bb: tar -x)" "$(mbps "$BYTES" "$pk_restf_s")" "$(mbps "$BYTES" "$pb_restf_s")" "$(mbps "$BYTES" "$bb_rest_s")" "$(ratio "$pb_restf_s" "$pk_restf_s")"
+row "restore + sync MB/s, full + incremental" "$(mbps "$BYTES" "$pk_rest_s")" "$(mbps "$BYTES" "$pb_rest_s")" "-" "$(ratio "$pb_rest_s" "$pk_rest_s")"
 row "restore CPU s (user+sys): full / +incr" "$pk_restf_cpu/$pk_rest_cpu" "$pb_restf_cpu/$pb_rest_cpu" "-" ""
 row "disk ceiling MB/s (dd 16M, conv=fsync)" "$(mbps "$BYTES" "$dd_s")" "" "" ""
 row "peak RSS MiB: full / incr / restore" "$pk_full_rss/$pk_incr_rss/$pk_restf_rss,$pk_rest_rss" "$pb_full_rss/-/$pb_rest_rss" "$pgbb_rss" ""

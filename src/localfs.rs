@@ -128,34 +128,6 @@ pub fn available_space(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    #[test]
-    fn publishes_only_complete_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("f");
-        write_atomic(&dest, |f| f.write_all(b"one")).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
-        let err = write_atomic(&dest, |f| {
-            f.write_all(b"half")?;
-            Err::<(), _>(io::Error::other("boom"))
-        });
-        assert!(err.is_err());
-        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
-        assert!(!temp_path(&dest).exists());
-    }
-
-    #[test]
-    fn available_space_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(available_space(dir.path()).unwrap() > 0);
-        assert!(available_space(&dir.path().join("missing")).is_err());
-    }
-}
-
 /// `syncfs(2)` on the file system holding `dir`: every dirty page and inode of it reaches the
 /// disk. Returns `Ok(false)` where its error report cannot be trusted (Linux before 5.8
 /// returned success even when writeback had failed): the caller then fsyncs file by file.
@@ -189,4 +161,32 @@ fn syncfs_reports_errors() -> bool {
 pub fn device_of(path: &Path) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(std::fs::metadata(path)?.dev())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn publishes_only_complete_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        write_atomic(&dest, |f| f.write_all(b"one")).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
+        let err = write_atomic(&dest, |f| {
+            f.write_all(b"half")?;
+            Err::<(), _>(io::Error::other("boom"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
+        assert!(!temp_path(&dest).exists());
+    }
+
+    #[test]
+    fn available_space_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(available_space(dir.path()).unwrap() > 0);
+        assert!(available_space(&dir.path().join("missing")).is_err());
+    }
 }
