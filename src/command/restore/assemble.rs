@@ -198,9 +198,26 @@ fn apply_delta<K>(stored: &Fetched<K>, file: &File, what: &str, location: &str) 
             format!("{what} in repository {location}: {e}"),
         )
     })?;
+    // Runs of consecutive blocks go out in one vectored write each.
+    let write = |first: u32, run: &[&[u8]]| {
+        localfs::write_pages_at(file, u64::from(first) * PAGE_SIZE as u64, run)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}")))
+    };
+    let mut run: Vec<&[u8]> = Vec::new();
+    let mut first = 0u32;
     for (block, page) in records {
-        file.write_all_at(page, u64::from(block) * PAGE_SIZE as u64)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}")))?;
+        let next = u64::from(first) + run.len() as u64;
+        if !run.is_empty() && u64::from(block) != next {
+            write(first, &run)?;
+            run.clear();
+        }
+        if run.is_empty() {
+            first = block;
+        }
+        run.push(page);
+    }
+    if !run.is_empty() {
+        write(first, &run)?;
     }
     Ok(decoded)
 }
