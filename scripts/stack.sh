@@ -28,7 +28,7 @@ took() { local now; now=$(date +%s%3N); log "   $1: $((now - step_start))ms"; TI
 TIMES=()
 podman() { command podman --runtime /usr/sbin/runc "$@"; }
 PROJECT=pgkeep-stack
-compose() { podman-compose -p "$PROJECT" --podman-args "--runtime /usr/sbin/runc" -f config/stack/compose.yml "$@"; }
+compose() { timeout 300 podman-compose -p "$PROJECT" --podman-args "--runtime /usr/sbin/runc" -f config/stack/compose.yml "$@"; }
 c() { echo "${PROJECT}_$1_1"; }
 
 for port in "${PGKEEP_STACK_PRIMARY_PORT:-5000}" "${PGKEEP_STACK_REPLICA_PORT:-5001}" \
@@ -53,7 +53,7 @@ teardown() {
     done
   fi
   if [ -n "${PGKEEP_STACK_KEEP:-}" ]; then
-    log "left running (PGKEEP_STACK_KEEP); secrets in $work/secrets"
+    log "left running (PGKEEP_STACK_KEEP): the stack, the engine socket's podman service (pid $service_pid) and the secrets in $work/secrets"
     return
   fi
   step "teardown"
@@ -62,7 +62,7 @@ teardown() {
   for v in etcd1 etcd2 etcd3 pg1 pg2 pg3 garage pgkeepd; do podman volume rm -f "${PROJECT}_$v" >/dev/null 2>&1 || true; done
   podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
   podman ps -a --filter label=pgkeep.restore-test --format '{{.Names}}' | xargs -r podman rm -f >/dev/null 2>&1 || true
-  [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null
+  if [ -n "$service_pid" ]; then kill "$service_pid" 2>/dev/null || true; fi
   took "teardown"
   rm -rf "$work"
   exit "$rc"
@@ -138,10 +138,10 @@ write_secrets() {
 write_secrets
 podman system service --time=0 "unix://$PGKEEP_ENGINE_SOCKET" >"$work/podman-service.log" 2>&1 &
 service_pid=$!
-wait_for "the engine socket $PGKEEP_ENGINE_SOCKET" 30 curl -fsS --unix-socket "$PGKEEP_ENGINE_SOCKET" http://d/_ping >/dev/null
+wait_for "the engine socket $PGKEEP_ENGINE_SOCKET" 30 curl -fsS --max-time 2 --unix-socket "$PGKEEP_ENGINE_SOCKET" http://d/_ping >/dev/null
 chmod 660 "$PGKEEP_ENGINE_SOCKET"
 compose up -d etcd1 etcd2 etcd3 garage >"$work/up.log" 2>&1 || { tail -n 30 "$work/up.log" >&2; die "compose up (etcd, garage)"; }
-garage() { podman exec "$(c garage)" garage -c /etc/garage.toml "$@"; }
+garage() { timeout 30 podman exec "$(c garage)" garage -c /etc/garage.toml "$@"; }
 wait_for "Garage to answer" 60 garage status >/dev/null
 node=$(garage node id -q | cut -d@ -f1)
 garage layout assign -z dc1 -c 10G "$node" >/dev/null
@@ -188,7 +188,8 @@ psql_primary() {
   PGPASSWORD=$SUPER PGCONNECT_TIMEOUT=5 psql -X -q -At -v ON_ERROR_STOP=1 \
     -h 127.0.0.1 -p "${PGKEEP_STACK_PRIMARY_PORT:-5000}" -U postgres -d postgres -c "$1"
 }
-pgkeepd_exec() { podman exec "$(c pgkeepd)" "$@"; }
+# Each pgkeep command has deadlines of its own; this bounds the exec around it too.
+pgkeepd_exec() { timeout 1200 podman exec "$(c pgkeepd)" "$@"; }
 pgk() { pgkeepd_exec pgkeep --config /etc/pgkeep/pgkeepd.toml "$@"; }
 
 step "pgkeep init, writes through HAProxy, WAL archived through pgkeepd"

@@ -128,26 +128,23 @@ pub fn available_space(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// `syncfs(2)` on the file system holding `dir`: every dirty page and inode of it reaches the
-/// disk. Returns `Ok(false)` where its error report cannot be trusted (Linux before 5.8
-/// returned success even when writeback had failed): the caller then fsyncs file by file.
+/// `syncfs(2)` on the file system holding the open directory `dir`: every dirty page and inode
+/// of it reaches the disk. Its error report covers only failures since `dir` was opened, and
+/// only on Linux 5.8 and later (`syncfs_reports_errors`).
 #[allow(unsafe_code)]
-pub fn syncfs(dir: &Path) -> io::Result<bool> {
+pub fn syncfs(dir: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    if !syncfs_reports_errors() {
-        return Ok(false);
-    }
-    let d = File::open(dir)?;
-    // SAFETY: a plain system call on a descriptor `d` keeps open; it reads no memory of ours.
-    let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
+    // SAFETY: a plain system call on a descriptor `dir` keeps open; it reads no memory of ours.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(true)
+    Ok(())
 }
 
-/// Whether this kernel's syncfs reports writeback errors (Linux 5.8 and later).
-fn syncfs_reports_errors() -> bool {
+/// Whether this kernel's syncfs reports writeback errors (Linux 5.8 and later; before, it
+/// returned success even when writeback had failed).
+pub fn syncfs_reports_errors() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut nums = release
         .trim()
@@ -180,19 +177,25 @@ pub fn write_pages_at(file: &File, offset: u64, pages: &[&[u8]]) -> io::Result<(
             })
             .collect();
         let total: usize = chunk.iter().map(|p| p.len()).sum();
-        // SAFETY: every iovec points into a page borrowed for the whole call, with its length;
-        // pwritev only reads them, and `file` keeps the descriptor open.
-        let n = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                offset as libc::off_t,
-            )
+        let n = loop {
+            // SAFETY: every iovec points into a page borrowed for the whole call, with its
+            // length; pwritev only reads them, and `file` keeps the descriptor open.
+            let n = unsafe {
+                libc::pwritev(
+                    file.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as libc::c_int,
+                    offset as libc::off_t,
+                )
+            };
+            if n >= 0 {
+                break n;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
         let mut done = n as usize;
         let mut at = offset;
         for p in chunk {

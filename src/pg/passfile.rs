@@ -5,6 +5,10 @@
 /// Removes libpq's `passfile=PATH` parameter from a connection string (keyword or URL form),
 /// which tokio-postgres's parser does not know, and returns the path it named.
 pub fn take_param(conninfo: &str) -> (String, Option<std::path::PathBuf>) {
+    if !conninfo.contains("passfile") {
+        // Untouched: the keyword form below re-joins words, which would change quoted values.
+        return (conninfo.to_string(), None);
+    }
     let mut path = None;
     if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
         let Some((base, query)) = conninfo.split_once('?') else {

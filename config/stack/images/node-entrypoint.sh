@@ -14,11 +14,8 @@ install -o postgres -g postgres -m 0400 /run/secrets/pgkeep_wal_token /var/lib/p
 install -o postgres -g postgres -m 0400 /run/secrets/s3_node_credentials /var/lib/pgkeep/s3-credentials
 export AWS_SHARED_CREDENTIALS_FILE=/var/lib/pgkeep/s3-credentials
 install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data
-exec setpriv --reuid=postgres --regid=postgres --init-groups --reset-env \
-  env PATH="$PATH" HOME=/var/lib/postgresql \
-  PATRONI_SUPERUSER_USERNAME="$PATRONI_SUPERUSER_USERNAME" PATRONI_SUPERUSER_PASSWORD="$PATRONI_SUPERUSER_PASSWORD" \
-  PATRONI_REPLICATION_USERNAME="$PATRONI_REPLICATION_USERNAME" PATRONI_REPLICATION_PASSWORD="$PATRONI_REPLICATION_PASSWORD" \
-  PATRONI_NAME="$PATRONI_NAME" PATRONI_RESTAPI_CONNECT_ADDRESS="$PATRONI_NAME:8008" \
-  PATRONI_POSTGRESQL_CONNECT_ADDRESS="$PATRONI_NAME:5432" \
-  AWS_SHARED_CREDENTIALS_FILE="$AWS_SHARED_CREDENTIALS_FILE" \
-  patroni /etc/patroni/patroni.yml
+# Exported, not passed as arguments: the passwords never appear in a process's command line.
+export HOME=/var/lib/postgresql \
+  PATRONI_RESTAPI_CONNECT_ADDRESS="$PATRONI_NAME:8008" \
+  PATRONI_POSTGRESQL_CONNECT_ADDRESS="$PATRONI_NAME:5432"
+exec setpriv --reuid=postgres --regid=postgres --init-groups patroni /etc/patroni/patroni.yml

@@ -267,11 +267,14 @@ async fn settings(cfg: &Config, c: &Client, r: &mut CheckReport) {
         }
         if cfg.service.is_some() {
             // Checked from pgkeepd, which receives the nodes' WAL: the command runs on the
-            // database host with that host's configuration, which no path here can name. The
-            // WAL arriving (below) is what proves it.
-            r.ok(
+            // database host with that host's configuration, which no path here can name. Only
+            // the WAL arriving (the `wal archived` line) proves archive_command; nothing here
+            // proves restore_command.
+            r.skip(
                 name,
-                format!("{value} (the node's own configuration; the WAL arriving below proves it)"),
+                format!(
+                    "{value}: reads the node's own configuration, on its host (see `wal archived`)"
+                ),
             );
             continue;
         }

@@ -2,7 +2,7 @@
 //! directory): directories and links first, then files rebuilt and verified in parallel
 //! (`pg_control` on its own, last). No path here is joined by hand.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
@@ -69,6 +69,7 @@ pub async fn write_all(
     concurrency: usize,
     only_control: bool,
     keep_matching: bool,
+    sync_each: bool,
 ) -> Result<(usize, u64)> {
     let files: Vec<Wanted> = m
         .entries
@@ -105,8 +106,9 @@ pub async fn write_all(
                 if keep_matching && matches(&dest, w.size, w.sha256).await? {
                     return Ok(None);
                 }
-                // pg_control is made durable on its own; the rest in one pass (`make_durable`).
-                assemble(repo, w, &dest, slots, only_control)
+                // pg_control is made durable on its own; the rest in one pass
+                // (`Durability::finish`) unless each file must be (`sync_each`).
+                assemble(repo, w, &dest, slots, only_control || sync_each)
                     .await
                     .map(Some)
             })
@@ -129,36 +131,50 @@ pub async fn write_all(
     Ok((count, bytes))
 }
 
-/// Makes everything written so far durable in one pass, instead of an fsync per file that
-/// each waited for its own journal commit: one `syncfs` per file system holding the target or
-/// a tablespace (files `--delta` kept included), or, where syncfs cannot report a failed
-/// writeback, an fsync of every file; then the directories, for the renames.
-pub fn make_durable(place: &Placement, m: &Manifest) -> Result<()> {
-    let mut roots = vec![place.target().to_path_buf()];
-    roots.extend(place.tablespaces().map(|(_, d, _)| d.to_path_buf()));
-    let mut devices = std::collections::BTreeSet::new();
-    let mut trusted = true;
-    for root in &roots {
-        let dev = localfs::device_of(root).map_err(|e| Error::io("stat", root, e))?;
-        if devices.insert(dev) {
-            trusted &= localfs::syncfs(root).map_err(|e| Error::io("syncfs", root, e))?;
-        }
-    }
-    if !trusted {
-        for e in m
-            .entries
-            .iter()
-            .filter(|e| e.is_file() && e.path != PG_CONTROL)
-        {
-            if place.skipped(&e.path) {
-                continue;
+/// The file systems a restore writes to, each held open by one of its directories from before
+/// the first file is written: syncfs reports a failed writeback only to descriptors that were
+/// open when it happened. Where syncfs cannot report errors at all (Linux before 5.8), files
+/// are fsynced one by one as they are written instead (`per_file`).
+pub struct Durability {
+    roots: Vec<(PathBuf, std::fs::File)>,
+    trusted: bool,
+}
+
+impl Durability {
+    /// Opens one directory per file system among the target, the tablespaces and every
+    /// directory of the manifest (a mount point inside the target is a file system of its
+    /// own). Called once the directories exist, before any file is written.
+    pub fn open(place: &Placement, m: &Manifest) -> Result<Durability> {
+        let mut devices = std::collections::BTreeSet::new();
+        let mut roots = Vec::new();
+        for d in dirs(place, m)? {
+            let dev = localfs::device_of(&d).map_err(|e| Error::io("stat", &d, e))?;
+            if devices.insert(dev) {
+                let f = std::fs::File::open(&d).map_err(|e| Error::io("open", &d, e))?;
+                roots.push((d, f));
             }
-            let path = place.dest(&e.path)?;
-            let f = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
         }
+        Ok(Durability {
+            roots,
+            trusted: localfs::syncfs_reports_errors(),
+        })
     }
-    fsync_dirs(place, m)
+
+    /// Whether each file must be fsynced as it is written.
+    pub fn per_file(&self) -> bool {
+        !self.trusted
+    }
+
+    /// Makes everything written since `open` durable in one pass instead of an fsync per file
+    /// (files `--delta` kept included): one syncfs per file system, then the directories.
+    pub fn finish(self, place: &Placement, m: &Manifest) -> Result<()> {
+        if self.trusted {
+            for (d, f) in &self.roots {
+                localfs::syncfs(f).map_err(|e| Error::io("syncfs", d, e))?;
+            }
+        }
+        fsync_dirs(place, m)
+    }
 }
 
 /// Whether `path` is a regular file of this size and sha256 already.
@@ -189,8 +205,8 @@ pub fn sha256_of(path: &Path) -> Result<Digest> {
     Ok(h.finish().0)
 }
 
-/// Files were renamed into place: their directories' entries must reach the disk too.
-fn fsync_dirs(place: &Placement, m: &Manifest) -> Result<()> {
+/// The target, the tablespaces and every directory of the manifest.
+fn dirs(place: &Placement, m: &Manifest) -> Result<Vec<PathBuf>> {
     let mut dirs = vec![place.target().to_path_buf()];
     dirs.extend(place.tablespaces().map(|(_, d, _)| d.to_path_buf()));
     for e in &m.entries {
@@ -198,7 +214,12 @@ fn fsync_dirs(place: &Placement, m: &Manifest) -> Result<()> {
             dirs.push(place.join(&e.path)?);
         }
     }
-    for d in dirs {
+    Ok(dirs)
+}
+
+/// Files were renamed into place: their directories' entries must reach the disk too.
+fn fsync_dirs(place: &Placement, m: &Manifest) -> Result<()> {
+    for d in dirs(place, m)? {
         localfs::fsync_dir(&d).map_err(|e| Error::io("fsync", &d, e))?;
     }
     Ok(())

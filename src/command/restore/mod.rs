@@ -122,21 +122,25 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
 
     // Directories and links, then every file but pg_control, in parallel and verified.
     files::create_dirs_and_links(&place, &manifest)?;
+    let durability = files::Durability::open(&place, &manifest)?;
     let c = cfg.backup.concurrency;
-    let (count, bytes) = files::write_all(&repo, &manifest, &place, c, false, args.delta).await?;
+    let each = durability.per_file();
+    let (count, bytes) =
+        files::write_all(&repo, &manifest, &place, c, false, args.delta, each).await?;
 
     // Recovery settings: replay the archive through pgkeep.
     write_recovery_settings(&args, &settings)?;
 
     // Crash safety rests on this order. Until pg_control exists the directory cannot start as
-    // a cluster (`--delta` removed it, durably, before anything else), so the files above were
-    // not synced one by one: they become durable here in one pass — syncfs per file system
-    // (or an fsync of every file where syncfs cannot report errors), then the directories.
+    // a cluster (`--delta` and `--force` removed it, durably, before anything else), so the
+    // files above were not synced one by one: they become durable here in one pass — syncfs
+    // per file system, on descriptors open since before the first write (where syncfs cannot
+    // report errors, each file was fsynced as it was written) — then the directories.
     // Only then is pg_control written, fsynced and renamed, and its directory fsynced: a crash
     // at any point before leaves no pg_control and a rerun (`--delta` compares sha256)
     // repairs it; after it, every byte pg_control vouches for is already on disk.
-    blocking_durable(&place, &manifest).await?;
-    let (n, b) = files::write_all(&repo, &manifest, &place, 1, true, false).await?;
+    blocking_durable(durability, &place, &manifest).await?;
+    let (n, b) = files::write_all(&repo, &manifest, &place, 1, true, false, true).await?;
     localfs::fsync_dir(&args.dir).map_err(|e| Error::io("fsync", &args.dir, e))?;
     let total = (manifest.entries.iter())
         .filter(|e| e.is_file() && !place.skipped(&e.path))
@@ -153,10 +157,14 @@ pub async fn run(cfg: &Config, args: RestoreArgs) -> Result<RestoreReport> {
     })
 }
 
-/// `files::make_durable` off the async threads (it waits for the whole restore's writeback).
-async fn blocking_durable(place: &Placement, manifest: &Manifest) -> Result<()> {
+/// `Durability::finish` off the async threads (it waits for the whole restore's writeback).
+async fn blocking_durable(
+    durability: files::Durability,
+    place: &Placement,
+    manifest: &Manifest,
+) -> Result<()> {
     let (place, manifest) = (place.clone(), manifest.clone());
-    crate::command::blocking(move || files::make_durable(&place, &manifest)).await
+    crate::command::blocking(move || durability.finish(&place, &manifest)).await
 }
 
 /// The backup to restore: the one asked for, or the newest that can reach the target along

@@ -42,6 +42,14 @@ pub fn prepare(args: &RestoreArgs, place: &Placement, m: &Manifest) -> Result<us
         delta::clean(place, m)?.removed
     } else {
         if args.force {
+            // pg_control first, durably, as --delta does: a crash while the rest is replaced
+            // must never leave the old pg_control over the new files.
+            let control = target.join("global/pg_control");
+            if control.exists() {
+                std::fs::remove_file(&control).map_err(|e| Error::io("remove", &control, e))?;
+                crate::localfs::fsync_dir(&target.join("global"))
+                    .map_err(|e| Error::io("fsync", &control, e))?;
+            }
             empty(target)?;
             for (_, dir) in &mapped {
                 empty(dir)?;
