@@ -262,7 +262,9 @@ podman rm -f -t 5 "$(c "$victim")" >/dev/null
 podman volume rm -f "${PROJECT}_$victim" >/dev/null
 compose up -d --no-deps "$victim" >>"$work/up.log" 2>&1 || die "compose up $victim"
 wait_for "$victim rebuilt and streaming" 240 health 2 >/dev/null
-podman logs "$(c "$victim")" 2>&1 | grep -q "replica has been created using pgkeep" \
+# (Into a file first: `grep -q` closing the pipe early fails the pipeline under pipefail.)
+podman logs "$(c "$victim")" >"$work/$victim.log" 2>&1 || true
+grep -q "replica has been created using pgkeep" "$work/$victim.log" \
   || { podman logs --tail 30 "$(c "$victim")" >&2; die "$victim was not created by pgkeep create-replica (log above)"; }
 took "replica rebuilt by create-replica"
 
