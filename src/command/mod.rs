@@ -32,10 +32,7 @@ pub async fn with_deadline<T>(
     deadline: Duration,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(deadline, work).await {
-        Ok(result) => result,
-        Err(_) => Err(deadline_error(what, deadline, None)),
-    }
+    bounded(what, deadline, None, work).await
 }
 
 /// `with_deadline` for the archive commands (and `init`), bounded by `archive.timeout`, which
@@ -45,9 +42,18 @@ pub async fn with_archive_timeout<T>(
     deadline: Duration,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
+    bounded(what, deadline, Some("archive.timeout"), work).await
+}
+
+async fn bounded<T>(
+    what: &str,
+    deadline: Duration,
+    setting: Option<&str>,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(deadline, work).await {
         Ok(result) => result,
-        Err(_) => Err(deadline_error(what, deadline, Some("archive.timeout"))),
+        Err(_) => Err(deadline_error(what, deadline, setting)),
     }
 }
 
