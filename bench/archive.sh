@@ -67,15 +67,7 @@ api_bind_addr = "127.0.0.1:$S3"
 root_domain = ".s3.garage.localhost"
 CONF
 "$G" -c "$W/garage/garage.toml" server >"$W/garage/log" 2>&1 & pids+=($!)
-# wait_until WHAT SECONDS CMD...: poll CMD; past the deadline, say what was awaited and stop.
-wait_until() {
-  local what=$1 secs=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$end" ]; then echo "bench: gave up after ${secs}s waiting for $what" >&2; exit 1; fi
-    sleep 0.2
-  done
-}
+. bench/lib.sh
 wait_until "garage's RPC (log: $W/garage/log)" 60 "$G" -c "$W/garage/garage.toml" status
 node=$("$G" -c "$W/garage/garage.toml" node id -q)
 "$G" -c "$W/garage/garage.toml" layout assign -z dc1 -c 4G "${node%@*}" >/dev/null

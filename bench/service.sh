@@ -28,15 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_until WHAT SECONDS CMD...: poll CMD every 0.1 s; past the deadline, say what was awaited.
-wait_until() {
-  local what=$1 secs=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$end" ]; then echo "bench: gave up after ${secs}s waiting for $what" >&2; return 1; fi
-    sleep 0.1
-  done
-}
+. bench/lib.sh
 
 echo "== generating WAL with pgbench (PostgreSQL 15)" >&2
 PGPORT=$(free_port)
