@@ -31,6 +31,7 @@ async fn base_backup(conn: &mut ReplConn) -> (Vec<BackupEvent>, BTreeMap<String,
         label: "pgkeep test".into(),
         fast_checkpoint: true,
         manifest: true,
+        incremental: false,
         verify_checksums: true,
         max_rate_kb: None,
     };

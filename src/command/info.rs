@@ -70,9 +70,10 @@ impl InfoReport {
             out.push_str("no backups\n");
         } else {
             out.push_str(&format!(
-                "\n{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9} {:>9} {:<9} {}\n",
+                "\n{:<20} {:<5} {:<13} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9} {:>9} {:<9} {}\n",
                 "backup",
                 "type",
+                "changes",
                 "parent",
                 "tli",
                 "start lsn",
@@ -87,9 +88,10 @@ impl InfoReport {
         for m in &self.backups {
             let (plain, stored) = m.sizes();
             out.push_str(&format!(
-                "{:<20} {:<5} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9.1} {:>9.1} {:<9} {}\n",
+                "{:<20} {:<5} {:<13} {:<20} {:>4} {:<12} {:<12} {:<24} {:>9.1} {:>9.1} {:<9} {}\n",
                 m.id.as_str(),
                 kind(m),
+                changes(m).unwrap_or("-"),
                 m.parent.as_ref().map_or("-", |p| p.as_str()),
                 m.timeline.0,
                 m.start_lsn.to_string(),
@@ -149,7 +151,8 @@ impl InfoReport {
             .map(|m| {
                 let (plain, stored) = m.sizes();
                 serde_json::json!({
-                    "id": m.id, "type": kind(m), "parent": m.parent, "depth": m.depth,
+                    "id": m.id, "type": kind(m), "changes": changes(m),
+                    "parent": m.parent, "depth": m.depth,
                     "timeline": m.timeline.0,
                     "start_lsn": m.start_lsn.to_string(), "stop_lsn": m.stop_lsn.to_string(),
                     "start_time": m.start_time_text(), "stop_time": m.stop_time_text(),
@@ -193,5 +196,18 @@ fn kind(m: &Manifest) -> &'static str {
     match m.kind {
         crate::manifest::BackupKind::Full => "full",
         crate::manifest::BackupKind::Incremental => "incr",
+    }
+}
+
+/// How an incremental found what changed (`None` for a full); incrementals from before this
+/// was recorded all scanned pages.
+fn changes(m: &Manifest) -> Option<&'static str> {
+    match m.kind {
+        crate::manifest::BackupKind::Full => None,
+        crate::manifest::BackupKind::Incremental => Some(
+            m.changes
+                .unwrap_or(crate::manifest::Changes::PageScan)
+                .as_str(),
+        ),
     }
 }

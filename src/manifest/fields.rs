@@ -128,3 +128,21 @@ pub mod digests {
             .collect()
     }
 }
+
+/// An optional sha256, as [`digest`] writes it (absent when `None`).
+pub mod opt_digest {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.collect_str(d),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Digest>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|h| Digest::parse(&h).map_err(D::Error::custom))
+            .transpose()
+    }
+}

@@ -55,6 +55,12 @@ pub struct Layer {
     pub parts: u32,
     /// The file's size after this layer: a delta truncates or extends to it.
     pub size: u64,
+    /// For a delta built from PostgreSQL's WAL summaries: the bytes of the layers below that
+    /// still count. They are cut to this size before the delta's pages are laid over them
+    /// (the relation was truncated since; a block beyond it that no page of this delta
+    /// brings back reads as zeros, as `pg_combinebackup` rebuilds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_size: Option<u64>,
     /// Bytes stored for this layer.
     pub stored_size: u64,
     /// The sha256 of each part's plaintext, in part order: a restore checks every part against
@@ -111,7 +117,40 @@ pub struct Manifest {
     #[serde(with = "fields::time_millis")]
     pub stop_time: DateTime<Utc>,
     pub source: String,
+    /// How an incremental found what changed; absent for a full (and for incrementals
+    /// written before this was recorded, which all scanned pages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+    /// The sha256 of PostgreSQL's own backup manifest stored with this backup (17+): the
+    /// next incremental uploads it so that the server sends only what changed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "fields::opt_digest"
+    )]
+    pub pg_manifest: Option<Digest>,
     pub entries: Vec<ManifestEntry>,
+}
+
+/// How an incremental learnt which pages changed since its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Changes {
+    /// PostgreSQL 17+ sent only the changed blocks (`BASE_BACKUP ... INCREMENTAL`, from its
+    /// WAL summaries): the source read and sent what changed, not the whole cluster.
+    WalSummaries,
+    /// The source sent every file; pgkeep kept the pages whose LSN is not older than the
+    /// parent's start.
+    PageScan,
+}
+
+impl Changes {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Changes::WalSummaries => "wal-summaries",
+            Changes::PageScan => "page-scan",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +172,8 @@ impl Manifest {
             start_time: DateTime::UNIX_EPOCH,
             stop_time: DateTime::UNIX_EPOCH,
             source: String::new(),
+            changes: None,
+            pg_manifest: None,
             entries: vec![],
         }
     }
@@ -308,6 +349,8 @@ mod tests {
             start_time: "2026-11-21T22:00:00Z".parse().unwrap(),
             stop_time: "2026-11-21T22:00:05.123Z".parse().unwrap(),
             source: "host=x".into(),
+            changes: None,
+            pg_manifest: None,
             entries: vec![
                 ManifestEntry {
                     path: "base".into(),
@@ -328,6 +371,7 @@ mod tests {
                             delta: false,
                             parts: 1,
                             size: 3,
+                            base_size: None,
                             stored_size: 60,
                             part_sha256: vec![Digest::of(b"15\n")],
                         }],

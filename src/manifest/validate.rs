@@ -53,6 +53,16 @@ impl Manifest {
                             e.path, l.backup
                         ));
                     }
+                    let page = crate::pg::page::PAGE_SIZE as u64;
+                    if let Some(l) = layers
+                        .iter()
+                        .find(|l| l.base_size.is_some_and(|b| !l.delta || b % page != 0))
+                    {
+                        return Err(format!(
+                            "'{}' has a layer of backup {} that cuts a whole layer or mid-page",
+                            e.path, l.backup
+                        ));
+                    }
                 }
                 _ => {}
             }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod control;
 #[doc(hidden)]
 pub mod fixtures;
+pub mod incremental;
 pub mod lsn;
 pub mod page;
 pub mod passfile;

@@ -8,6 +8,8 @@
 //! <prefix>/<cluster>/probe/<nonce>        create-if-absent probe, deleted right after init
 //! <prefix>/<cluster>/backups/<id>/files/<path>   file bodies of a backup (part 0)
 //! <prefix>/<cluster>/backups/<id>/parts/<n>/<path>  part n > 0 of a file larger than a part
+//! <prefix>/<cluster>/backups/<id>/backup_manifest  PostgreSQL's own manifest (17+), for the
+//!                                                   next incremental to upload
 //! <prefix>/<cluster>/backups/<id>/manifest.json  written last: the backup exists iff it does
 //! <prefix>/<cluster>/locks/<job>.json           lease: one backup (or expiry) at a time
 //! <prefix>/<cluster>/locks/holds/<id>/<holder>.json  a hold: expire keeps backup <id>
@@ -40,6 +42,8 @@ pub enum RepoKey {
     },
     /// A backup's manifest: written last, its presence is what makes the backup exist.
     Manifest(String),
+    /// PostgreSQL's `backup_manifest` of a backup (17+), byte for byte as the server sent it.
+    PgManifest(String),
     /// The lease of a job that must not run twice at once (`backup`).
     Lease(String),
     /// A hold on a backup by one holder (a running restore): expire keeps the backup.
@@ -154,6 +158,7 @@ impl Layout {
                 format!("backups/{backup}/parts/{part}/{path}")
             }
             RepoKey::Manifest(backup) => format!("backups/{backup}/manifest.json"),
+            RepoKey::PgManifest(backup) => format!("backups/{backup}/backup_manifest"),
             RepoKey::Lease(job) => format!("locks/{job}.json"),
             RepoKey::Hold { backup, holder } => format!("locks/holds/{backup}/{holder}.json"),
             RepoKey::Pin(backup) => format!("pins/{backup}.json"),

@@ -34,7 +34,8 @@ pub use ids::{BackupId, BackupKind, DrillRun, JobName};
 pub use info::{CreateMode, RepoInfo};
 pub use layout::{Layout, RepoKey};
 pub use objects::{
-    BackupPartKey, ByteKey, Compressing, Fetched, Prepared, RepoObject, Sealed, WalKey,
+    BackupPartKey, ByteKey, Compressing, Fetched, PgManifestKey, Prepared, RepoObject, Sealed,
+    WalKey,
 };
 
 /// An object as a listing shows it.

@@ -65,6 +65,16 @@ impl ByteKey for BackupPartKey {
     }
 }
 
+/// PostgreSQL's own `backup_manifest` of a backup: what an incremental on it uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgManifestKey(pub BackupId);
+
+impl ByteKey for PgManifestKey {
+    fn repo_key(&self, _: WalSegSize) -> RepoKey {
+        RepoKey::PgManifest(self.0.to_string())
+    }
+}
+
 /// A body compressed and hashed before the repository (and its key) is known: archive-push
 /// reads its file while `repo.json` is being fetched.
 #[derive(Debug)]

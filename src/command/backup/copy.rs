@@ -18,8 +18,8 @@ use super::progress::Progress;
 use crate::command::blocking;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{BackupId, EntryKind, ManifestEntry};
-use crate::pg::replication::ReplConn;
 use crate::pg::replication::base_backup::{BackupEvent, BaseBackup, BaseBackupOptions};
+use crate::pg::replication::{ReplConn, ReplError};
 use crate::pg::{Lsn, Timeline};
 use crate::repo::{BackupPartKey, Digest, Repo};
 
@@ -32,6 +32,30 @@ pub struct Copied {
     /// The timeline the source was on when the backup ended (differs after a failover).
     pub stop_timeline: Timeline,
     pub entries: Vec<ManifestEntry>,
+    /// PostgreSQL's backup manifest, as the server sent it (when asked for).
+    pub pg_manifest: Option<Vec<u8>>,
+    /// Bytes the source sent (archives and manifest).
+    pub received: u64,
+}
+
+/// What to ask the source for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked {
+    /// PostgreSQL's own backup manifest (17+: what the next incremental uploads).
+    pub manifest: bool,
+    /// An incremental from the server's WAL summaries, on the manifest uploaded on this
+    /// connection.
+    pub summaries: bool,
+}
+
+/// How the copy ended.
+#[derive(Debug)]
+pub enum Streamed {
+    Copied(Copied),
+    /// The server refused an incremental from its WAL summaries before sending anything (the
+    /// summaries do not cover the range, or summarization is off): the connection is ready
+    /// for another BASE_BACKUP.
+    Refused(String),
 }
 
 /// How much a backup may do at once.
@@ -52,8 +76,9 @@ pub async fn stream(
     conn: &mut ReplConn,
     id: &BackupId,
     parent: Option<Arc<Parent>>,
+    asked: Asked,
     limits: Limits,
-) -> Result<Copied> {
+) -> Result<Streamed> {
     // With data checksums, pgkeep checks pages itself: the server's own check fails the whole
     // backup on one bad page, where pgkeep records it and goes on.
     let checksums = conn
@@ -66,13 +91,20 @@ pub async fn stream(
     let bb_opts = BaseBackupOptions {
         label: format!("pgkeep {id}"),
         fast_checkpoint: true,
-        manifest: false,
+        manifest: asked.manifest,
+        incremental: asked.summaries,
         verify_checksums: false,
         max_rate_kb: limits.max_rate_kb,
     };
     let mut bb = BaseBackup::start(conn, &bb_opts)
         .await
         .map_err(super::pg_error)?;
+    // PostgreSQL checks an incremental's summaries before it sends anything: a refusal then
+    // leaves nothing to clean up, and the caller may take the backup another way.
+    let first = match bb.next().await {
+        Err(ReplError::Server(why)) if asked.summaries => return Ok(Streamed::Refused(why)),
+        other => other.map_err(super::pg_error)?,
+    };
     // Cancelled by the first task to fail, and when this future ends or is dropped (on a
     // signal): no task of the copy outlives it.
     let cancel = CancellationToken::new();
@@ -90,14 +122,21 @@ pub async fn stream(
     let mut progress = Progress::new();
     let (mut start, mut stop) = (None, None);
     let mut current: Option<(mpsc::Sender<Bytes>, Worker)> = None;
+    let mut pg_manifest: Option<Vec<u8>> = None;
+    let mut received = 0u64;
+    let mut pending = Some(first);
     let pumped: std::result::Result<(), CopyError> = async {
-        // Stops reading the stream as soon as another task fails.
-        while let Some(event) = cancel
-            .run_until_cancelled(bb.next())
-            .await
-            .ok_or(CopyError::Cancelled)?
-            .map_err(super::pg_error)?
-        {
+        loop {
+            let next = match pending.take() {
+                Some(first) => first,
+                // Stops reading the stream as soon as another task fails.
+                None => cancel
+                    .run_until_cancelled(bb.next())
+                    .await
+                    .ok_or(CopyError::Cancelled)?
+                    .map_err(super::pg_error)?,
+            };
+            let Some(event) = next else { break };
             match event {
                 BackupEvent::Start { lsn, timeline } => start = Some((lsn, timeline)),
                 BackupEvent::End { lsn, timeline } => stop = Some((lsn, timeline)),
@@ -118,6 +157,7 @@ pub async fn stream(
                             .filter(|_| checksums)
                             .map(|(lsn, _): (Lsn, Timeline)| lsn.0),
                         parent: parent.clone(),
+                        summaries: asked.summaries,
                         budget: Arc::clone(&budget),
                         cancel: cancel.clone(),
                     };
@@ -125,10 +165,16 @@ pub async fn stream(
                         tokio::task::spawn_blocking(move || demux::demux(rx, prefix, items, ctx));
                     current = Some((tx, worker));
                 }
-                BackupEvent::Manifest => finish(current.take()).await?,
+                BackupEvent::Manifest => {
+                    finish(current.take()).await?;
+                    pg_manifest = Some(Vec::new());
+                }
                 BackupEvent::Data(bytes) => {
                     progress.add(bytes.len() as u64);
-                    if let Some((tx, _)) = &current {
+                    received += bytes.len() as u64;
+                    if let (None, Some(m)) = (&current, &mut pg_manifest) {
+                        m.extend_from_slice(&bytes);
+                    } else if let Some((tx, _)) = &current {
                         // A worker closes its input only after failing, and it cancels the
                         // token first: the next event is not read, and the failure is reported
                         // when the worker is joined.
@@ -167,13 +213,15 @@ pub async fn stream(
         )
         .hint("the source server closed the backup early; see its log")
     })?;
-    Ok(Copied {
+    Ok(Streamed::Copied(Copied {
         start,
         stop,
         timeline,
         stop_timeline,
         entries,
-    })
+        pg_manifest,
+        received,
+    }))
 }
 
 /// Closes a worker's input and waits for it to read to the end.

@@ -25,6 +25,9 @@ pub enum CopyError {
         #[source]
         source: io::Error,
     },
+    /// A PostgreSQL incremental file that cannot be laid over the parent's copy.
+    #[error("incremental file for {path} in the backup stream: {why}")]
+    Incremental { path: String, why: String },
     /// The uploader is gone while a worker still had items for it.
     #[error("the uploader stopped")]
     UploaderStopped,
@@ -52,7 +55,8 @@ impl From<CopyError> for Error {
             e @ (CopyError::Stream(_)
             | CopyError::Entry(_)
             | CopyError::Path(_)
-            | CopyError::Read { .. }) => Error::new(ErrorKind::InvalidInput, e.to_string())
+            | CopyError::Read { .. }
+            | CopyError::Incremental { .. }) => Error::new(ErrorKind::InvalidInput, e.to_string())
                 .hint("the source sent a malformed backup stream"),
             // Never the first cause of a failure unless pgkeep itself is broken.
             e @ (CopyError::UploaderStopped | CopyError::Budget | CopyError::Cancelled) => {

@@ -16,6 +16,7 @@ use super::copy_error::CopyError;
 use super::pages::{self, PageScan, Parent, ParentFile};
 use crate::manifest::delta::DeltaWriter;
 use crate::manifest::{BackupId, EntryKind, Layer, ManifestEntry, PART_SIZE, safe_path};
+use crate::pg::incremental;
 use crate::pg::page::{self, PAGE_SIZE};
 use crate::repo::Hasher;
 
@@ -41,6 +42,8 @@ pub struct DemuxContext {
     /// The backup's start LSN when the cluster has data checksums.
     pub verify_from: Option<u64>,
     pub parent: Option<Arc<Parent>>,
+    /// The server sends PostgreSQL 17 incremental files (`INCREMENTAL.<name>`).
+    pub summaries: bool,
     /// The memory cap in KiB permits.
     pub budget: Arc<Semaphore>,
     /// Shared by every task of the copy: cancelled when one of them fails.
@@ -120,6 +123,12 @@ fn archive(input: &mut ChannelReader, prefix: Option<&str>, out: &Out) -> Result
             Some(p) => format!("{p}/{rel}"),
             None => rel,
         };
+        // In an incremental from WAL summaries, a changed relation file comes as an
+        // incremental file named after it.
+        let rebuilt = (out.ctx.summaries)
+            .then(|| incremental::target_path(&path))
+            .flatten();
+        let path = rebuilt.clone().unwrap_or(path);
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o600);
         let mtime = header.mtime().unwrap_or(0) as i64;
@@ -133,6 +142,12 @@ fn archive(input: &mut ChannelReader, prefix: Option<&str>, out: &Out) -> Result
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
             EntryKind::Link { target }
+        } else if kind.is_file() && rebuilt.is_some() {
+            let size = entry.size();
+            super::incremental::file(&mut entry, &path, size, out)?
+        } else if kind.is_file() && out.ctx.summaries && path == "backup_label" {
+            let label = super::incremental::label(&mut entry)?;
+            file(&mut &label[..], &path, label.len() as u64, out)?
         } else if kind.is_file() {
             let size = entry.size();
             file(&mut entry, &path, size, out)?
@@ -152,9 +167,9 @@ fn archive(input: &mut ChannelReader, prefix: Option<&str>, out: &Out) -> Result
     Ok(())
 }
 
-struct Out<'a> {
+pub(super) struct Out<'a> {
     items: &'a mpsc::Sender<Item>,
-    ctx: &'a DemuxContext,
+    pub(super) ctx: &'a DemuxContext,
 }
 
 impl Out<'_> {
@@ -163,7 +178,7 @@ impl Out<'_> {
     }
 
     /// Sends one part once the memory cap has room for it (plaintext and encoded copy).
-    fn part(&self, path: &str, part: u32, plain: Vec<u8>) -> Result<(), CopyError> {
+    pub(super) fn part(&self, path: &str, part: u32, plain: Vec<u8>) -> Result<(), CopyError> {
         let kib = (2 * plain.len()).div_ceil(1024).max(1) as u32;
         let budget = Arc::clone(&self.ctx.budget);
         let permit = wait(&self.ctx.cancel, budget.acquire_many_owned(kib))?
@@ -272,6 +287,7 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> Result<Entry
         delta,
         parts,
         size,
+        base_size: None,
         stored_size: 0,
         // Filled in by the uploader, which learns each part's sha256 as it encodes it.
         part_sha256: Vec::new(),

@@ -13,10 +13,12 @@ mod copy_tests;
 mod demux;
 #[cfg(test)]
 mod demux_tests;
+mod incremental;
 mod pages;
 pub mod plan;
 mod progress;
 pub mod source;
+pub mod summaries;
 pub mod wal;
 
 use std::sync::Arc;
@@ -29,7 +31,7 @@ pub use plan::Requested;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::listing;
-use crate::manifest::{BackupId, FORMAT_VERSION, Manifest};
+use crate::manifest::{BackupId, Changes, FORMAT_VERSION, Manifest};
 use crate::pg::PgVersion;
 use crate::pg::replication::{ConnParams, ReplConn, ReplError};
 use crate::repo::lease::Lease;
@@ -46,6 +48,8 @@ pub struct BackupArgs {
 pub struct BackupReport {
     pub manifest: Manifest,
     pub elapsed: Duration,
+    /// Bytes the source sent.
+    pub received: u64,
 }
 
 impl BackupReport {
@@ -64,7 +68,7 @@ impl std::fmt::Display for BackupReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let m = &self.manifest;
         let (plain, stored) = m.sizes();
-        writeln!(
+        write!(
             f,
             "{} backup {} committed: {} entries, {:.1} MiB stored as {:.1} MiB, wal {}..{} on timeline {}, {:.1} s",
             match m.kind {
@@ -79,7 +83,16 @@ impl std::fmt::Display for BackupReport {
             m.stop_lsn,
             m.timeline.0,
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        write!(
+            f,
+            "; {:.1} MiB read from the source",
+            self.received as f64 / 1048576.0
+        )?;
+        match m.changes {
+            Some(c) => writeln!(f, " (changes by {})", c.as_str()),
+            None => writeln!(f),
+        }
     }
 }
 
@@ -135,13 +148,44 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     let parent = plan.parent.map(|m| Arc::new(pages::Parent::new(m)));
     let (id, start_time) = fresh_id(plan.kind, &taken).await;
 
+    // How an incremental learns what changed: from the server's WAL summaries when it can.
+    let mut asked = copy::Asked {
+        manifest: version.major() >= summaries::FIRST_MAJOR,
+        summaries: false,
+    };
+    let mut changes = None;
+    if let Some(p) = plan.parent {
+        changes = Some(Changes::PageScan);
+        match summaries::prepare(repo, &mut conn, version, p).await? {
+            Ok(()) => {
+                asked.summaries = true;
+                changes = Some(Changes::WalSummaries);
+            }
+            Err(why) => tracing::info!("incremental by page scan: {why}"),
+        }
+    }
+
     // Copy the data directory into the repository.
     let limits = copy::Limits {
         concurrency: cfg.backup.concurrency,
         memory_mib: cfg.backup.memory_mib,
         max_rate_kb: cfg.backup.max_rate_kb,
     };
-    let copied = copy::stream(repo, &mut conn, &id, parent.clone(), limits).await?;
+    let streamed = copy::stream(repo, &mut conn, &id, parent.clone(), asked, limits).await?;
+    let mut copied = match streamed {
+        copy::Streamed::Copied(c) => c,
+        copy::Streamed::Refused(why) => {
+            tracing::warn!(
+                "incremental by page scan: the source refused one from its WAL summaries ({why})"
+            );
+            changes = Some(Changes::PageScan);
+            asked.summaries = false;
+            match copy::stream(repo, &mut conn, &id, parent.clone(), asked, limits).await? {
+                copy::Streamed::Copied(c) => c,
+                copy::Streamed::Refused(why) => return Err(summaries::unexpected_refusal(&why)),
+            }
+        }
+    };
     // The backup is consistent from its stop position on: a recovery target must not be
     // earlier than this moment (to the millisecond), which is what target selection compares.
     let consistent_at = chrono::Utc::now();
@@ -170,6 +214,12 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     )
     .await?;
 
+    // PostgreSQL's own manifest, for the next incremental to upload.
+    let pg_manifest = match copied.pg_manifest.take() {
+        Some(bytes) => Some(summaries::keep(repo, &id, bytes).await?),
+        None => None,
+    };
+
     // Commit: the manifest, written last.
     let manifest = Manifest {
         format: FORMAT_VERSION,
@@ -189,12 +239,15 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
             Some(member) => format!("{member} ({})", describe_source(&params)),
             None => describe_source(&params),
         },
+        changes,
+        pg_manifest,
         entries: copied.entries,
     };
     commit(repo, &manifest).await?;
     Ok(BackupReport {
         manifest,
         elapsed: began.elapsed(),
+        received: copied.received,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Rebuilding one file of a backup: fetch its layers' parts (the whole file, then each delta of
-//! changed pages), write them into a temporary file — the parts of one layer in parallel, each
-//! at its own offset — check every part against the manifest and the result's size, and only
-//! then fsync and rename it into place.
+//! changed pages) and write them into a temporary file — the parts of one layer in parallel,
+//! each at its own offset; with deltas the newest layer first and every page once — check
+//! every part against the manifest and the result's size, and only then fsync and rename it
+//! into place.
 
 use std::fs::File;
 use std::io::Write;
@@ -19,6 +20,8 @@ use crate::manifest::{Layer, ManifestEntry, PART_SIZE, delta};
 use crate::pg::page::PAGE_SIZE;
 use crate::repo::verified;
 use crate::repo::{BackupPartKey, DecodeError, Decoded, Digest, Fetched, Repo};
+
+use super::layers::{self, Covered};
 
 /// The file entry to rebuild, with what it must hash to.
 pub struct Wanted<'a> {
@@ -78,22 +81,18 @@ async fn build(
     tmp: &Path,
     slots: &Slots,
 ) -> Result<()> {
-    for (i, layer) in w.layers.iter().enumerate() {
-        // Writeback is started as parts land, except under a later delta: its pages would be
-        // written to disk twice, where the page cache can take the overwrite for free.
-        let writeback = i + 1 == w.layers.len();
-        if !layer.delta {
-            file.set_len(0).map_err(|e| Error::io("truncate", tmp, e))?;
+    match w.layers {
+        [whole] if !whole.delta => {
+            // The parts cover distinct offsets (part n at n × PART_SIZE): any order will do.
+            futures::stream::iter(0..whole.parts)
+                .map(|part| write_part(repo, w.entry, whole, part, file, &slots.slots))
+                .buffer_unordered(slots.count.max(1))
+                .try_collect::<()>()
+                .await?;
+            file.set_len(whole.size)
+                .map_err(|e| Error::io("resize", tmp, e))?;
         }
-        // The parts of a layer cover distinct offsets (whole: part n at n × PART_SIZE; delta:
-        // each page once), so they may land in any order; layers are applied one after another.
-        futures::stream::iter(0..layer.parts)
-            .map(|part| write_part(repo, w.entry, layer, part, file, &slots.slots, writeback))
-            .buffer_unordered(slots.count.max(1))
-            .try_collect::<()>()
-            .await?;
-        file.set_len(layer.size)
-            .map_err(|e| Error::io("resize", tmp, e))?;
+        _ => build_newest_first(repo, w, file, tmp, slots).await?,
     }
     let size = file
         .metadata()
@@ -111,16 +110,67 @@ async fn build(
     Ok(())
 }
 
-/// Fetches one part, checks that it is the part the manifest committed, and writes it.
-async fn write_part(
+/// A file of several layers, each page written once: the newest layer first, then each older
+/// one into the pages no newer layer gave (`layers`). A part of a whole layer whose pages
+/// newer layers all gave is not even fetched.
+async fn build_newest_first(
+    repo: &Repo,
+    w: &Wanted<'_>,
+    file: &Arc<File>,
+    tmp: &Path,
+    slots: &Slots,
+) -> Result<()> {
+    file.set_len(w.size)
+        .map_err(|e| Error::io("resize", tmp, e))?;
+    let reach = layers::reach(w.layers);
+    let mut covered = Covered::default();
+    for (i, layer) in w.layers.iter().enumerate().rev() {
+        if reach[i] == 0 {
+            continue;
+        }
+        let newer = Arc::new(covered.clone());
+        let written: Vec<Vec<u32>> = futures::stream::iter(0..layer.parts)
+            .map(|part| {
+                let newer = Arc::clone(&newer);
+                lay_part(
+                    repo,
+                    w.entry,
+                    layer,
+                    part,
+                    file,
+                    &slots.slots,
+                    newer,
+                    reach[i],
+                )
+            })
+            .buffer_unordered(slots.count.max(1))
+            .try_collect()
+            .await?;
+        for block in written.into_iter().flatten() {
+            covered.add(block);
+        }
+    }
+    Ok(())
+}
+
+/// Writes what one part of a layer of `reach` gives that no newer layer did; returns the
+/// blocks of a delta part it wrote.
+#[allow(clippy::too_many_arguments)]
+async fn lay_part(
     repo: &Repo,
     entry: &ManifestEntry,
     layer: &Layer,
     part: u32,
     file: &Arc<File>,
     slots: &Semaphore,
-    writeback: bool,
-) -> Result<()> {
+    newer: Arc<Covered>,
+    reach: u64,
+) -> Result<Vec<u32>> {
+    let offset = u64::from(part) * PART_SIZE as u64;
+    let end = (offset + PART_SIZE as u64).min(layer.size);
+    if !layer.delta && newer.gaps(offset, end, reach).is_empty() {
+        return Ok(Vec::new());
+    }
     let _slot = slots
         .acquire()
         .await
@@ -129,31 +179,106 @@ async fn write_part(
     let expected = layer.part_sha256.get(part as usize).copied();
     let (file, delta, location) = (Arc::clone(file), layer.delta, repo.location().to_string());
     blocking(move || {
-        let decoded = if delta {
-            apply_delta(&stored, &file, &what, &location)?
-        } else {
-            let offset = u64::from(part) * PART_SIZE as u64;
-            let mut out = AtOffset {
-                file: &file,
-                pos: offset,
-            };
-            let decoded = decode(&stored, &mut out, &what, &location)?;
-            if writeback {
-                localfs::start_writeback(&file, offset, decoded.header.plain_size);
+        let capacity = stored.header().map_or(0, |h| h.plain_size as usize);
+        let mut plain = Vec::with_capacity(capacity.min(2 * PART_SIZE));
+        let decoded = decode(&stored, &mut plain, &what, &location)?;
+        check_part(&decoded, expected, &what, &location)?;
+        let write_err =
+            |e: std::io::Error| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}"));
+        if !delta {
+            for (s, e) in newer.gaps(offset, offset + plain.len() as u64, reach) {
+                let slice = &plain[(s - offset) as usize..(e - offset) as usize];
+                file.write_all_at(slice, s).map_err(write_err)?;
             }
-            decoded
-        };
-        match expected {
-            Some(want) if decoded.sha256 != want => Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "{what} in repository {location} is not the part its manifest committed: sha256 {}, expected {want}",
-                    decoded.sha256
-                ),
-            )
-            .hint("the backup is damaged; restore another backup and run 'pgkeep verify'")),
-            _ => Ok(()),
+            // Every page goes down once: its writeback may start now.
+            localfs::start_writeback(&file, offset, plain.len() as u64);
+            return Ok(Vec::new());
         }
+        let records = delta::records(&plain).map_err(|e| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("{what} in repository {location}: {e}"),
+            )
+        })?;
+        let wanted = records.filter(|(block, _)| newer.wants_page(*block, reach));
+        let written = write_runs(wanted, |first, run| {
+            localfs::write_pages_at(&file, u64::from(first) * PAGE_SIZE as u64, run)
+                .map_err(write_err)
+        })?;
+        Ok(written)
+    })
+    .await
+}
+
+/// Writes `(block, page)` records, each run of consecutive blocks in one vectored write;
+/// returns the blocks written.
+fn write_runs<'a>(
+    records: impl Iterator<Item = (u32, &'a [u8])>,
+    mut write: impl FnMut(u32, &[&[u8]]) -> Result<()>,
+) -> Result<Vec<u32>> {
+    let (mut run, mut first, mut blocks): (Vec<&[u8]>, u32, Vec<u32>) = (Vec::new(), 0, Vec::new());
+    for (block, page) in records {
+        if !run.is_empty() && u64::from(block) != u64::from(first) + run.len() as u64 {
+            write(first, &run)?;
+            run.clear();
+        }
+        if run.is_empty() {
+            first = block;
+        }
+        run.push(page);
+        blocks.push(block);
+    }
+    if !run.is_empty() {
+        write(first, &run)?;
+    }
+    Ok(blocks)
+}
+
+fn check_part(
+    decoded: &Decoded,
+    expected: Option<Digest>,
+    what: &str,
+    location: &str,
+) -> Result<()> {
+    match expected {
+        Some(want) if decoded.sha256 != want => Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "{what} in repository {location} is not the part its manifest committed: sha256 {}, expected {want}",
+                decoded.sha256
+            ),
+        )
+        .hint("the backup is damaged; restore another backup and run 'pgkeep verify'")),
+        _ => Ok(()),
+    }
+}
+
+/// Fetches one part of a whole layer, checks that it is the part the manifest committed, and
+/// writes it at its offset, starting its writeback as it lands.
+async fn write_part(
+    repo: &Repo,
+    entry: &ManifestEntry,
+    layer: &Layer,
+    part: u32,
+    file: &Arc<File>,
+    slots: &Semaphore,
+) -> Result<()> {
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    let (stored, what) = fetch(repo, layer, &entry.path, part).await?;
+    let expected = layer.part_sha256.get(part as usize).copied();
+    let (file, location) = (Arc::clone(file), repo.location().to_string());
+    blocking(move || {
+        let offset = u64::from(part) * PART_SIZE as u64;
+        let mut out = AtOffset {
+            file: &file,
+            pos: offset,
+        };
+        let decoded = decode(&stored, &mut out, &what, &location)?;
+        localfs::start_writeback(&file, offset, decoded.header.plain_size);
+        check_part(&decoded, expected, &what, &location)
     })
     .await
 }
@@ -185,41 +310,6 @@ fn decode<K>(stored: &Fetched<K>, out: impl Write, what: &str, location: &str) -
         DecodeError::Write(io) => Error::new(ErrorKind::Io, format!("cannot write {what}: {io}")),
         d => verified::damaged(what, location, &d),
     })
-}
-
-fn apply_delta<K>(stored: &Fetched<K>, file: &File, what: &str, location: &str) -> Result<Decoded> {
-    // Sized from the header up front: growing by doubling would hold twice the part.
-    let capacity = stored.header().map_or(0, |h| h.plain_size as usize);
-    let mut plain = Vec::with_capacity(capacity.min(2 * PART_SIZE));
-    let decoded = decode(stored, &mut plain, what, location)?;
-    let records = delta::records(&plain).map_err(|e| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("{what} in repository {location}: {e}"),
-        )
-    })?;
-    // Runs of consecutive blocks go out in one vectored write each.
-    let write = |first: u32, run: &[&[u8]]| {
-        localfs::write_pages_at(file, u64::from(first) * PAGE_SIZE as u64, run)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}")))
-    };
-    let mut run: Vec<&[u8]> = Vec::new();
-    let mut first = 0u32;
-    for (block, page) in records {
-        let next = u64::from(first) + run.len() as u64;
-        if !run.is_empty() && u64::from(block) != next {
-            write(first, &run)?;
-            run.clear();
-        }
-        if run.is_empty() {
-            first = block;
-        }
-        run.push(page);
-    }
-    if !run.is_empty() {
-        write(first, &run)?;
-    }
-    Ok(decoded)
 }
 
 fn check_size(w: &Wanted<'_>, size: u64) -> Result<()> {

@@ -8,6 +8,7 @@
 mod assemble;
 mod delta;
 mod files;
+mod layers;
 pub mod place;
 mod prepare;
 pub mod recovery;

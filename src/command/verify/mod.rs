@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::listing;
 use crate::manifest::{EntryKind, Manifest};
 use crate::pg::{WalFileName, WalSegmentName};
-use crate::repo::{BackupId, BackupPartKey, Digest, Repo};
+use crate::repo::{BackupId, BackupPartKey, ByteKey, Digest, PgManifestKey, Repo};
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyArgs {
@@ -140,15 +140,18 @@ impl std::fmt::Display for VerifyReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Needed {
     backup: BackupId,
+    /// PostgreSQL's own manifest of the backup (17+), not a part of a file.
+    pg_manifest: bool,
     path: String,
     part: u32,
     sha256: Option<Digest>,
 }
 
 impl Needed {
-    fn key(&self) -> (&str, &str, u32, Option<[u8; 32]>) {
+    fn key(&self) -> (&str, bool, &str, u32, Option<[u8; 32]>) {
         (
             self.backup.as_str(),
+            self.pg_manifest,
             &self.path,
             self.part,
             self.sha256.map(|d| d.0),
@@ -326,12 +329,23 @@ fn needed(m: &Manifest) -> Vec<Needed> {
             for part in 0..l.parts {
                 out.push(Needed {
                     backup: l.backup.clone(),
+                    pg_manifest: false,
                     path: e.path.clone(),
                     part,
                     sha256: l.part_sha256.get(part as usize).copied(),
                 });
             }
         }
+    }
+    // Not needed to restore, but what the next incremental builds on: damage is damage.
+    if let Some(digest) = m.pg_manifest {
+        out.push(Needed {
+            backup: m.id.clone(),
+            pg_manifest: true,
+            path: String::new(),
+            part: 0,
+            sha256: Some(digest),
+        });
     }
     out.sort();
     out.dedup();
@@ -340,18 +354,30 @@ fn needed(m: &Manifest) -> Vec<Needed> {
 
 /// Reads one object back: its plaintext size, and what is wrong with it, if anything.
 async fn check(repo: &Repo, n: &Needed) -> (u64, Option<String>) {
+    if n.pg_manifest {
+        let what = format!("PostgreSQL's backup manifest of backup {}", n.backup);
+        return check_object(repo, PgManifestKey(n.backup.clone()), what, n.sha256).await;
+    }
     let what = format!("{} (part {}) of backup {}", n.path, n.part, n.backup);
     let key = BackupPartKey {
         backup: n.backup.clone(),
         path: n.path.clone(),
         part: n.part,
     };
+    check_object(repo, key, what, n.sha256).await
+}
+
+async fn check_object<K: ByteKey>(
+    repo: &Repo,
+    key: K,
+    what: String,
+    want: Option<Digest>,
+) -> (u64, Option<String>) {
     let stored = match repo.fetch(&key).await {
         Ok(Some(b)) => b,
         Ok(None) => return (0, Some(format!("{what}: missing"))),
         Err(e) => return (0, Some(format!("{what}: cannot read: {}", e.one_line()))),
     };
-    let want = n.sha256;
     let decoded = blocking(move || {
         Ok(stored
             .decode(std::io::sink())

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
 
 use super::{ReplConn, ReplError, error_text, row_text};
 use crate::pg::lsn::Lsn;
@@ -15,8 +16,12 @@ pub struct BaseBackupOptions {
     pub label: String,
     /// Request an immediate checkpoint instead of waiting for the next one.
     pub fast_checkpoint: bool,
-    /// Ask for the server's backup manifest.
+    /// Ask for the server's backup manifest (without file checksums: pgkeep hashes every
+    /// file itself; the manifest is kept for the next incremental to upload).
     pub manifest: bool,
+    /// PostgreSQL 17+: send only what changed since the backup whose manifest was uploaded
+    /// (`UPLOAD_MANIFEST`) on this connection, as its WAL summaries say.
+    pub incremental: bool,
     /// Let the server verify page checksums (it then fails the whole backup on a bad page).
     pub verify_checksums: bool,
     /// The server sends at most this many kB per second (`MAX_RATE`, 32 to 1048576), to spare
@@ -86,6 +91,12 @@ impl<'a> BaseBackup<'a> {
                 "MANIFEST '{}'",
                 if opts.manifest { "yes" } else { "no" }
             ));
+            if opts.manifest {
+                o.push("MANIFEST_CHECKSUMS 'NONE'".into());
+            }
+            if opts.incremental {
+                o.push("INCREMENTAL".into());
+            }
             format!("BASE_BACKUP ({})", o.join(", "))
         } else {
             format!(
@@ -173,6 +184,31 @@ impl<'a> BaseBackup<'a> {
                 _ => {}
             }
         }
+    }
+}
+
+impl ReplConn {
+    /// `UPLOAD_MANIFEST` (PostgreSQL 17+): hands the server the backup manifest of the backup
+    /// the next `BASE_BACKUP ... INCREMENTAL` on this connection builds on.
+    pub async fn upload_manifest(&mut self, manifest: &[u8]) -> Result<(), ReplError> {
+        self.send_query("UPLOAD_MANIFEST").await?;
+        let mut failed = None;
+        loop {
+            match self.recv().await? {
+                Message::CopyInResponse(_) => {
+                    for chunk in manifest.chunks(1 << 16) {
+                        frontend::CopyData::new(chunk)?.write(&mut self.out);
+                        self.flush().await?;
+                    }
+                    frontend::copy_done(&mut self.out);
+                    self.flush().await?;
+                }
+                Message::ErrorResponse(body) => failed = Some(error_text(&body)),
+                Message::ReadyForQuery(_) => break,
+                _ => {}
+            }
+        }
+        failed.map_or(Ok(()), |e| Err(ReplError::Server(e)))
     }
 }
 

@@ -1,0 +1,117 @@
+//! Incrementals that cost what changed: on PostgreSQL 17+ with `summarize_wal = on`, the
+//! server sends only the blocks its WAL summaries say changed since the parent, once it has
+//! the parent's own backup manifest (`UPLOAD_MANIFEST`). pgkeep stores that manifest with
+//! every backup taken from 17+ for the next incremental. When any of this is missing the
+//! incremental scans pages instead, and says why.
+
+use bytes::Bytes;
+
+use crate::command::blocking;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{BackupId, Manifest};
+use crate::pg::PgVersion;
+use crate::pg::replication::{ReplConn, ReplError};
+use crate::repo::{Digest, PgManifestKey, Repo};
+
+/// The first major whose BASE_BACKUP takes INCREMENTAL.
+pub const FIRST_MAJOR: u32 = 17;
+
+/// Why an incremental scans pages instead of using the server's WAL summaries.
+pub type Fallback = String;
+
+/// Hands the server the parent's manifest if an incremental on `parent` can come from WAL
+/// summaries; otherwise says why not. Fails only when the connection itself does.
+pub async fn prepare(
+    repo: &Repo,
+    conn: &mut ReplConn,
+    version: PgVersion,
+    parent: &Manifest,
+) -> Result<std::result::Result<(), Fallback>> {
+    if version.major() < FIRST_MAJOR {
+        return Ok(Err(format!(
+            "PostgreSQL {} has no WAL summaries ({FIRST_MAJOR}+)",
+            version.major()
+        )));
+    }
+    let Some(digest) = parent.pg_manifest else {
+        return Ok(Err(format!(
+            "backup {} has no PostgreSQL backup manifest stored to build on",
+            parent.id
+        )));
+    };
+    let setting = conn
+        .simple_query("SHOW summarize_wal")
+        .await
+        .map_err(super::pg_error)?;
+    let on = setting
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .is_some_and(|v| v == "on");
+    if !on {
+        return Ok(Err(
+            "summarize_wal is off on the source (set it to on for incrementals that read only what changed)".into(),
+        ));
+    }
+    let manifest = match load(repo, &parent.id, digest).await? {
+        Ok(m) => m,
+        Err(why) => {
+            tracing::warn!(backup = %parent.id, "{why}");
+            return Ok(Err(why));
+        }
+    };
+    match conn.upload_manifest(&manifest).await {
+        Ok(()) => Ok(Ok(())),
+        Err(ReplError::Server(why)) => Ok(Err(format!(
+            "the source refused backup {}'s manifest: {why}",
+            parent.id
+        ))),
+        Err(e) => Err(super::pg_error(e)),
+    }
+}
+
+/// The stored PostgreSQL manifest of `backup`, checked against the digest its pgkeep manifest
+/// committed; a missing or damaged one is a reason to scan pages, not to fail the backup.
+async fn load(
+    repo: &Repo,
+    backup: &BackupId,
+    want: Digest,
+) -> Result<std::result::Result<Vec<u8>, Fallback>> {
+    let Some(stored) = repo.fetch(&PgManifestKey(backup.clone())).await? else {
+        return Ok(Err(format!(
+            "backup {backup}'s PostgreSQL manifest is missing from the repository"
+        )));
+    };
+    let backup = backup.clone();
+    blocking(move || {
+        let mut plain = Vec::new();
+        Ok(match stored.decode(&mut plain) {
+            Ok(d) if d.sha256 == want => Ok(plain),
+            Ok(d) => Err(format!(
+                "backup {backup}'s PostgreSQL manifest is not the one committed (sha256 {}, expected {want})",
+                d.sha256
+            )),
+            Err(e) => Err(format!(
+                "backup {backup}'s PostgreSQL manifest is damaged: {e}"
+            )),
+        })
+    })
+    .await
+}
+
+/// Stores the PostgreSQL manifest of backup `id` (before its pgkeep manifest commits it);
+/// returns its sha256.
+pub async fn keep(repo: &Repo, id: &BackupId, manifest: Vec<u8>) -> Result<Digest> {
+    let key = PgManifestKey(id.clone());
+    let sealer = repo.clone();
+    let sealed = blocking(move || sealer.seal_bytes(key, Bytes::from(manifest))).await?;
+    repo.store(&sealed).await?;
+    Ok(sealed.sha256())
+}
+
+/// An internal error for a refusal where none can come.
+pub fn unexpected_refusal(why: &str) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("the source refused a backup that asked for no WAL summaries: {why}"),
+    )
+}
