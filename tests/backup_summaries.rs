@@ -165,14 +165,27 @@ fn pg17_incrementals_from_wal_summaries_restore_exactly_and_fall_back_without_th
     let at_i4 = state(&primary);
     assert_eq!(restored_state(&pk, dir.path(), "i4", &i4), at_i4);
 
+    // Summaries on again, but the server's summaries lost: none cover the WAL since i4
+    // began, the server refuses, and the incremental scans pages, saying so.
+    for f in std::fs::read_dir(primary.data.join("pg_wal/summaries")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    primary.psql("CHECKPOINT");
+    primary.psql("ALTER SYSTEM SET summarize_wal = on");
+    primary.psql("SELECT pg_reload_conf()");
+    primary.pgbench(&["-n", "-t", "100"]);
+    let (i4b, how, stderr) = incremental(&pk, &source);
+    assert_eq!(how, "page-scan");
+    assert!(stderr.contains("refused"), "{stderr}");
+    let at_i4b = state(&primary);
+    assert_eq!(restored_state(&pk, dir.path(), "i4b", &i4b), at_i4b);
+
     // Verify reads every part and every stored PostgreSQL manifest.
     let (code, v) = verify_json(&pk, &[]);
     assert_eq!(code, 0, "{v}");
 
-    // A new chain: a full, and a summary incremental on it (summaries on again). Expire
-    // (retention full = 1) removes the first chain; the kept one still restores.
-    primary.psql("ALTER SYSTEM SET summarize_wal = on");
-    primary.psql("SELECT pg_reload_conf()");
+    // A new chain: a full, and a summary incremental on it. Expire (retention full = 1)
+    // removes the first chain; the kept one still restores.
     // Rows where the regrown file's empty tail will be.
     primary.psql(
         "INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(100001, 130000) g",
