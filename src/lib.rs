@@ -6,12 +6,13 @@
 //!
 //! ```text
 //! pg/         VOCABULARY, pure: Lsn, Timeline, WalSegmentName, WalFileName, WalHeader,
-//!             ControlFile, SystemId, PgVersion; client (tokio-postgres queries)
+//!             ControlFile, SystemId, PgVersion, 17's incremental files; client
+//!             (tokio-postgres queries)
 //! pipeline/   MECHANISM, bytes only: sha256 while streaming, zstd, the object header,
 //!             AES-256-GCM STREAM encryption and key wrapping (encrypt)
 //! repo/       MECHANISM: the only module that knows object keys (layout) and the only caller
 //!             of pipeline/: typed objects (objects: `RepoObject` save/load, `WalKey` and
-//!             `BackupPartKey` seal/store/fetch), stores (store), repo.json (info), the key
+//!             `BackupPartKey`/`PgManifestKey` seal/store/fetch), stores (store), repo.json (info), the key
 //!             (keyring), creating a repository (create), leases and holds
 //! manifest/   MECHANISM: one backup's source of truth (files, layers, part checksums), its
 //!             fields typed (SystemId, Lsn, Timeline, times, Digest) and stored as text; a

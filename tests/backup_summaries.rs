@@ -48,6 +48,8 @@ fn incremental(pk: &Pgkeep, source: &str) -> (String, String, String) {
     let listed = backups(pk);
     let me = listed.iter().find(|b| b["id"] == id.as_str()).unwrap();
     assert_eq!(me["type"], "incr", "{}", r.stdout);
+    // Why it scanned pages, as info says it, in the output too.
+    let stderr = format!("{stderr}\nnote: {}", me["changes_note"]);
     (id, me["changes"].as_str().unwrap().to_string(), stderr)
 }
 
@@ -162,6 +164,7 @@ fn pg17_incrementals_from_wal_summaries_restore_exactly_and_fall_back_without_th
     let (i4, how, stderr) = incremental(&pk, &source);
     assert_eq!(how, "page-scan");
     assert!(stderr.contains("summarize_wal is off"), "{stderr}");
+    assert!(stderr.contains("note: \"summarize_wal is off"), "info says why: {stderr}");
     let at_i4 = state(&primary);
     assert_eq!(restored_state(&pk, dir.path(), "i4", &i4), at_i4);
 

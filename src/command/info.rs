@@ -151,7 +151,7 @@ impl InfoReport {
             .map(|m| {
                 let (plain, stored) = m.sizes();
                 serde_json::json!({
-                    "id": m.id, "type": kind(m), "changes": changes(m),
+                    "id": m.id, "type": kind(m), "changes": changes(m), "changes_note": m.changes_note,
                     "parent": m.parent, "depth": m.depth,
                     "timeline": m.timeline.0,
                     "start_lsn": m.start_lsn.to_string(), "stop_lsn": m.stop_lsn.to_string(),

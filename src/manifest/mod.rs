@@ -17,6 +17,11 @@ mod stored;
 mod validate;
 
 pub const FORMAT_VERSION: u32 = 1;
+/// The format of a manifest with a layer cut to a base (`Layer::base_size`, a delta from WAL
+/// summaries): pgkeep binaries that know only format 1 would ignore the cut and rebuild old
+/// bytes where the relation was truncated, so they must refuse such a manifest (as damaged)
+/// instead. A manifest without such a layer keeps format 1, readable by every version.
+pub const FORMAT_CUTS: u32 = 2;
 
 /// Plaintext bytes per stored part: a file larger than this is stored as several objects, so
 /// memory stays bounded whatever the file size (relation segments reach 1 GiB).
@@ -30,7 +35,9 @@ pub enum EntryKind {
     /// A regular file: its size and sha256, and the layers that rebuild it (oldest first; the
     /// first is whole, the others are deltas of changed pages). The sha256 is of the bytes the
     /// rebuild gives, except with deltas: then it is of the file as read, which the rebuild
-    /// may differ from in pages it did not need (hint bits, which PostgreSQL does not log).
+    /// may differ from in pages it did not need (hint bits, which PostgreSQL does not log) —
+    /// and for a delta from WAL summaries (a layer with `base_size`) of the incremental file
+    /// the server sent, as the rebuilt bytes are known only when restored.
     File {
         size: u64,
         #[serde(with = "fields::digest")]
@@ -121,6 +128,9 @@ pub struct Manifest {
     /// written before this was recorded, which all scanned pages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Changes>,
+    /// Why an incremental scanned pages rather than use the server's WAL summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_note: Option<String>,
     /// The sha256 of PostgreSQL's own backup manifest stored with this backup (17+): the
     /// next incremental uploads it so that the server sends only what changed.
     #[serde(
@@ -173,6 +183,7 @@ impl Manifest {
             stop_time: DateTime::UNIX_EPOCH,
             source: String::new(),
             changes: None,
+            changes_note: None,
             pg_manifest: None,
             entries: vec![],
         }
@@ -180,6 +191,15 @@ impl Manifest {
 }
 
 impl Manifest {
+    /// The format these entries need: [`FORMAT_CUTS`] if a layer is cut to a base.
+    pub fn format_for(entries: &[ManifestEntry]) -> u32 {
+        let cut = entries.iter().any(|e| match &e.kind {
+            EntryKind::File { layers, .. } => layers.iter().any(|l| l.base_size.is_some()),
+            _ => false,
+        });
+        if cut { FORMAT_CUTS } else { FORMAT_VERSION }
+    }
+
     /// `start_time` as the manifest stores it: `2026-11-21T22:00:00Z`.
     pub fn start_time_text(&self) -> String {
         fields::secs_text(&self.start_time)
@@ -350,6 +370,7 @@ mod tests {
             stop_time: "2026-11-21T22:00:05.123Z".parse().unwrap(),
             source: "host=x".into(),
             changes: None,
+            changes_note: None,
             pg_manifest: None,
             entries: vec![
                 ManifestEntry {

@@ -2,7 +2,7 @@
 //! manifest is read from a store that anyone with write access may have altered, re-encoded
 //! with a valid checksum, so its checksum alone proves nothing about its sense.
 
-use super::{BackupKind, EntryKind, FORMAT_VERSION, Manifest, safe_path};
+use super::{BackupKind, EntryKind, FORMAT_CUTS, FORMAT_VERSION, Manifest, safe_path};
 
 impl Manifest {
     /// Checks what a manifest read from the folder of backup `folder` must satisfy before any
@@ -17,8 +17,14 @@ impl Manifest {
                 self.id
             ));
         }
-        if self.format != FORMAT_VERSION {
+        if self.format != FORMAT_VERSION && self.format != FORMAT_CUTS {
             return Err(format!("unknown manifest format {}", self.format));
+        }
+        if Manifest::format_for(&self.entries) > self.format {
+            return Err(format!(
+                "a layer cut to a base in a manifest of format {}",
+                self.format
+            ));
         }
         let id_kind = if folder.ends_with("-F") {
             BackupKind::Full
@@ -53,11 +59,12 @@ impl Manifest {
                             e.path, l.backup
                         ));
                     }
+                    // Deltas are of whole pages: a rebuild never writes part of one.
                     let page = crate::pg::page::PAGE_SIZE as u64;
-                    if let Some(l) = layers
-                        .iter()
-                        .find(|l| l.base_size.is_some_and(|b| !l.delta || b % page != 0))
-                    {
+                    if let Some(l) = layers.iter().find(|l| {
+                        l.base_size.is_some_and(|b| !l.delta || b % page != 0)
+                            || (l.delta && l.size % page != 0)
+                    }) {
                         return Err(format!(
                             "'{}' has a layer of backup {} that cuts a whole layer or mid-page",
                             e.path, l.backup
@@ -124,5 +131,35 @@ mod tests {
             },
         });
         t.validate(folder).unwrap();
+    }
+
+    #[test]
+    fn a_layer_cut_to_a_base_needs_format_2_and_whole_pages() {
+        let folder = "20261121T220000Z-F";
+        let mut m = sample();
+        let page = crate::pg::page::PAGE_SIZE as u64;
+        if let EntryKind::File { layers, .. } = &mut m.entries[1].kind {
+            let mut cut = layers[0].clone();
+            (cut.delta, cut.size, cut.base_size) = (true, 2 * page, Some(page));
+            layers.push(cut);
+        }
+        // Format 1 readers would ignore the cut: such a manifest must say format 2.
+        assert!(m.validate(folder).unwrap_err().contains("format 1"));
+        assert_eq!(
+            Manifest::format_for(&m.entries),
+            crate::manifest::FORMAT_CUTS
+        );
+        m.format = crate::manifest::FORMAT_CUTS;
+        m.validate(folder).unwrap();
+        if let EntryKind::File { layers, .. } = &mut m.entries[1].kind {
+            layers[1].base_size = Some(page + 1);
+        }
+        assert!(m.validate(folder).unwrap_err().contains("mid-page"));
+        m.format = 3;
+        assert!(
+            m.validate(folder)
+                .unwrap_err()
+                .contains("unknown manifest format")
+        );
     }
 }

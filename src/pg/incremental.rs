@@ -48,11 +48,12 @@ impl IncrementalHeader {
                 word(0)
             ));
         }
-        let (n, truncation_blocks) = (word(4), word(8));
-        if n > RELSEG_BLOCKS || truncation_blocks > RELSEG_BLOCKS {
-            return Err(format!(
-                "incremental file header out of range: {n} blocks, truncation length {truncation_blocks}"
-            ));
+        // PostgreSQL 17 before 17.8 sent the truncation length unclamped (beyond a segment
+        // for the earlier segments of a relation truncated in a later one); a segment cannot
+        // be longer, and later servers send exactly this clamp.
+        let (n, truncation_blocks) = (word(4), word(8).min(RELSEG_BLOCKS));
+        if n > RELSEG_BLOCKS {
+            return Err(format!("incremental file header out of range: {n} blocks"));
         }
         let header_len = header_len(n);
         let expected = header_len + u64::from(n) * PAGE_SIZE as u64;
@@ -73,6 +74,10 @@ impl IncrementalHeader {
             return Err(format!(
                 "incremental file names block {b}, beyond a segment"
             ));
+        }
+        // The server sorts them; a repeated block would make the rebuild order-dependent.
+        if blocks.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("incremental file's block numbers are not strictly ascending".into());
         }
         Ok(IncrementalHeader {
             blocks,
@@ -171,6 +176,13 @@ mod tests {
         let mut far = f.clone();
         far[12..16].copy_from_slice(&RELSEG_BLOCKS.to_le_bytes());
         assert!(IncrementalHeader::read(&mut &far[..], size).is_err());
+        let twice = file(&[2, 2], 3);
+        assert!(IncrementalHeader::read(&mut &twice[..], twice.len() as u64).is_err());
+        // An unclamped truncation length (before 17.8) reads as the segment's length.
+        let mut long = f.clone();
+        long[8..12].copy_from_slice(&(RELSEG_BLOCKS + 5).to_le_bytes());
+        let h = IncrementalHeader::read(&mut &long[..], size).unwrap();
+        assert_eq!(h.truncation_blocks, RELSEG_BLOCKS);
         assert!(IncrementalHeader::read(&mut &f[..5], size).is_err());
     }
 

@@ -210,6 +210,11 @@ mod tests {
             "pg/prod/main/backups/20261121T220000Z-F/parts/2/base/5/16384"
         );
         assert_eq!(
+            l.path(&RepoKey::PgManifest("20261121T220000Z-F".into()))
+                .as_ref(),
+            "pg/prod/main/backups/20261121T220000Z-F/backup_manifest"
+        );
+        assert_eq!(
             l.path(&RepoKey::Pin("20261121T220000Z-F".into())).as_ref(),
             "pg/prod/main/pins/20261121T220000Z-F.json"
         );

@@ -52,9 +52,10 @@ pub struct Asked {
 #[derive(Debug)]
 pub enum Streamed {
     Copied(Copied),
-    /// The server refused an incremental from its WAL summaries before sending anything (the
-    /// summaries do not cover the range, or summarization is off): the connection is ready
-    /// for another BASE_BACKUP.
+    /// The server refused an incremental from its WAL summaries before sending anything, for
+    /// want of a prerequisite (SQLSTATE 55000: the summaries do not cover the range, or
+    /// summarization is off): the connection is ready for another BASE_BACKUP. Any other
+    /// error fails the backup.
     Refused(String),
 }
 
@@ -102,7 +103,9 @@ pub async fn stream(
     // PostgreSQL checks an incremental's summaries before it sends anything: a refusal then
     // leaves nothing to clean up, and the caller may take the backup another way.
     let first = match bb.next().await {
-        Err(ReplError::Server(why)) if asked.summaries => return Ok(Streamed::Refused(why)),
+        Err(ReplError::Prerequisite(why)) if asked.summaries => {
+            return Ok(Streamed::Refused(why));
+        }
         other => other.map_err(super::pg_error)?,
     };
     // Cancelled by the first task to fail, and when this future ends or is dropped (on a

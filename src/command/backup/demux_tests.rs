@@ -397,8 +397,8 @@ async fn pg17_incremental_files_become_deltas_cut_to_their_truncation_length() {
             ),
             // Nothing changed: the parent's layers.
             ("base/5/16385", 3 * page, vec![(false, 1, 3 * page, None)]),
-            // A visibility map from an incremental is restored cleared: no parts.
-            ("base/5/16384_vm", page, vec![(false, 0, page, None)]),
+            // A visibility map from an incremental is restored empty (all bits off).
+            ("base/5/16384_vm", 0, vec![(false, 0, 0, None)]),
         ]
     );
     // The delta part holds the two pages the server sent, with their block numbers.

@@ -35,8 +35,8 @@ pub(super) fn file(
         hasher: Hasher::default(),
     };
     let header = IncrementalHeader::read(&mut input, size).map_err(malformed)?;
-    if path.ends_with("_vm") || path.contains("_vm.") {
-        return Ok(cleared_map(path, &header, out));
+    if is_visibility_map(path) {
+        return Ok(cleared_map(path, out));
     }
     let first_block = page::first_block(path);
     let verify_from = out.ctx.verify_from.filter(|_| first_block.is_some());
@@ -108,34 +108,38 @@ pub(super) fn file(
 /// least 17.10) does not summarize the clearing of visibility-map bits by inserts, updates and
 /// deletes, so the map the server's blocks rebuild may say "all visible" of a page that has
 /// since changed — and an index-only scan of the restore would then return deleted rows. It
-/// is restored cleared instead (every bit off, as a new map page reads): always correct, and
-/// the first VACUUM after the restore sets the bits again. A map sent whole is exact.
-fn cleared_map(path: &str, header: &IncrementalHeader, out: &Out) -> EntryKind {
-    let size = u64::from(header.rebuilt_blocks()) * PAGE_SIZE as u64;
-    let mut zeros = Hasher::default();
-    let page = [0u8; PAGE_SIZE];
-    for _ in 0..header.rebuilt_blocks() {
-        zeros.update(&page);
-    }
+/// is restored empty instead: PostgreSQL reads map pages that do not exist as "not visible,
+/// not frozen", which is always correct, and the first VACUUM after the restore sets the bits
+/// again (its all-frozen bits gone, the next aggressive VACUUM reads the whole table). Empty
+/// rather than zeroed: a summarizer bug of 17.x gave map forks the main fork's length. A map
+/// sent whole is exact and kept.
+fn cleared_map(path: &str, out: &Out) -> EntryKind {
     tracing::debug!(
         file = path,
-        "visibility map from an incremental: restored cleared"
+        "visibility map from an incremental: restored empty"
     );
     EntryKind::File {
-        size,
-        sha256: zeros.finish().0,
+        size: 0,
+        sha256: Hasher::default().finish().0,
         bad_pages: Vec::new(),
-        // A whole layer without parts: the file is `size` zero bytes.
         layers: vec![Layer {
             backup: out.ctx.backup.clone(),
             delta: false,
             parts: 0,
-            size,
+            size: 0,
             base_size: None,
             stored_size: 0,
             part_sha256: Vec::new(),
         }],
     }
+}
+
+/// Whether `path` is a visibility-map fork (`<relfilenode>_vm[.<segment>]`).
+fn is_visibility_map(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let stem = name.split('.').next().unwrap_or(name);
+    stem.strip_suffix("_vm")
+        .is_some_and(|node| !node.is_empty() && node.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The `backup_label` of an incremental, as the rebuilt data directory needs it: without its

@@ -31,7 +31,7 @@ pub use plan::Requested;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::listing;
-use crate::manifest::{BackupId, Changes, FORMAT_VERSION, Manifest};
+use crate::manifest::{BackupId, Manifest};
 use crate::pg::PgVersion;
 use crate::pg::replication::{ConnParams, ReplConn, ReplError};
 use crate::repo::lease::Lease;
@@ -149,21 +149,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
     let (id, start_time) = fresh_id(plan.kind, &taken).await;
 
     // How an incremental learns what changed: from the server's WAL summaries when it can.
-    let mut asked = copy::Asked {
-        manifest: version.major() >= summaries::FIRST_MAJOR,
-        summaries: false,
-    };
-    let mut changes = None;
-    if let Some(p) = plan.parent {
-        changes = Some(Changes::PageScan);
-        match summaries::prepare(repo, &mut conn, version, p).await? {
-            Ok(()) => {
-                asked.summaries = true;
-                changes = Some(Changes::WalSummaries);
-            }
-            Err(why) => tracing::info!("incremental by page scan: {why}"),
-        }
-    }
+    let mut how = summaries::choose(repo, &mut conn, version, plan.parent).await?;
 
     // Copy the data directory into the repository.
     let limits = copy::Limits {
@@ -171,21 +157,8 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
         memory_mib: cfg.backup.memory_mib,
         max_rate_kb: cfg.backup.max_rate_kb,
     };
-    let streamed = copy::stream(repo, &mut conn, &id, parent.clone(), asked, limits).await?;
-    let mut copied = match streamed {
-        copy::Streamed::Copied(c) => c,
-        copy::Streamed::Refused(why) => {
-            tracing::warn!(
-                "incremental by page scan: the source refused one from its WAL summaries ({why})"
-            );
-            changes = Some(Changes::PageScan);
-            asked.summaries = false;
-            match copy::stream(repo, &mut conn, &id, parent.clone(), asked, limits).await? {
-                copy::Streamed::Copied(c) => c,
-                copy::Streamed::Refused(why) => return Err(summaries::unexpected_refusal(&why)),
-            }
-        }
-    };
+    let mut copied =
+        summaries::copy(repo, &mut conn, &id, parent.clone(), &mut how, limits).await?;
     // The backup is consistent from its stop position on: a recovery target must not be
     // earlier than this moment (to the millisecond), which is what target selection compares.
     let consistent_at = chrono::Utc::now();
@@ -222,7 +195,7 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
 
     // Commit: the manifest, written last.
     let manifest = Manifest {
-        format: FORMAT_VERSION,
+        format: Manifest::format_for(&copied.entries),
         id: id.clone(),
         kind: plan.kind,
         parent: parent.as_ref().map(|p| p.id.clone()),
@@ -239,7 +212,8 @@ async fn backup(cfg: &Config, args: BackupArgs, repo: &Repo) -> Result<BackupRep
             Some(member) => format!("{member} ({})", describe_source(&params)),
             None => describe_source(&params),
         },
-        changes,
+        changes: how.changes,
+        changes_note: how.note,
         pg_manifest,
         entries: copied.entries,
     };

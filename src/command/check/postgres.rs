@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::{CheckArgs, CheckReport};
-use crate::command::backup::source;
+use crate::command::backup::{source, summaries};
 use crate::command::with_deadline;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::pg::replication::{ConnParams, ReplConn};
@@ -109,11 +109,18 @@ async fn replication(conninfo: &str, repo: Option<&Repo>, r: &mut CheckReport) {
         let mut conn = ReplConn::connect(&params).await?;
         let ident = conn.identify_system().await?;
         let major = conn.server_major;
+        let summaries = match major >= summaries::FIRST_MAJOR {
+            true => Some(conn.simple_query("SHOW summarize_wal").await?),
+            false => None,
+        };
         conn.close().await;
-        Ok::<_, crate::pg::replication::ReplError>((ident, major))
+        let on = summaries.map(|rows| {
+            rows.first().and_then(|r| r.first().cloned().flatten()) == Some("on".into())
+        });
+        Ok::<_, crate::pg::replication::ReplError>((ident, major, on))
     })
     .await;
-    let (ident, major) = match connected {
+    let (ident, major, summarize_wal) = match connected {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             let e = crate::command::backup::pg_error(e);
@@ -140,6 +147,7 @@ async fn replication(conninfo: &str, repo: Option<&Repo>, r: &mut CheckReport) {
             ident.system_id, ident.timeline.0
         ),
     );
+    r.ok("incrementals", summaries::describe(summarize_wal));
     let Some(repo) = repo else { return };
     let version = match PgVersion::new(major) {
         Ok(v) => v,

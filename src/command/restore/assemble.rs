@@ -120,7 +120,9 @@ async fn build_newest_first(
     tmp: &Path,
     slots: &Slots,
 ) -> Result<()> {
-    file.set_len(w.size)
+    // The newest layer's size, which `check_size` then compares with the entry's.
+    let newest = w.layers.last().map_or(0, |l| l.size);
+    file.set_len(newest)
         .map_err(|e| Error::io("resize", tmp, e))?;
     let reach = layers::reach(w.layers);
     let mut covered = Covered::default();

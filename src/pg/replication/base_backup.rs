@@ -7,7 +7,7 @@ use bytes::Bytes;
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 
-use super::{ReplConn, ReplError, error_text, row_text};
+use super::{ReplConn, ReplError, error_code, error_text, row_text};
 use crate::pg::lsn::Lsn;
 use crate::pg::wal::Timeline;
 
@@ -62,7 +62,8 @@ pub struct BaseBackup<'a> {
     tablespaces: Vec<(Option<String>, Option<String>)>,
     /// The server's size estimate of all tablespaces (kB), from the PROGRESS option.
     estimate_kb: u64,
-    failed: Option<String>,
+    /// The error the server reported, and its SQLSTATE.
+    failed: Option<(String, String)>,
 }
 
 impl<'a> BaseBackup<'a> {
@@ -174,10 +175,13 @@ impl<'a> BaseBackup<'a> {
                         return Ok(Some(event));
                     }
                 }
-                Message::ErrorResponse(body) => self.failed = Some(error_text(&body)),
+                Message::ErrorResponse(body) => {
+                    self.failed = Some((error_text(&body), error_code(&body)));
+                }
                 Message::ReadyForQuery(_) => {
                     return match self.failed.take() {
-                        Some(e) => Err(ReplError::Server(e)),
+                        Some((e, code)) if code == "55000" => Err(ReplError::Prerequisite(e)),
+                        Some((e, _)) => Err(ReplError::Server(e)),
                         None => Ok(None),
                     };
                 }

@@ -31,6 +31,10 @@ pub enum ReplError {
     Auth(String),
     #[error("server error: {0}")]
     Server(String),
+    /// The server refused a command whose prerequisites do not hold (SQLSTATE 55000), e.g.
+    /// an incremental backup without the WAL summaries it needs.
+    #[error("server error: {0}")]
+    Prerequisite(String),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("connection lost: {0}")]
@@ -388,6 +392,17 @@ pub(crate) fn row_text(
         out.push(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()));
     }
     Ok(out)
+}
+
+/// The SQLSTATE of an error response.
+pub(crate) fn error_code(body: &postgres_protocol::message::backend::ErrorResponseBody) -> String {
+    let mut fields = body.fields();
+    while let Ok(Some(f)) = fields.next() {
+        if f.type_() == b'C' {
+            return String::from_utf8_lossy(f.value_bytes()).into_owned();
+        }
+    }
+    String::new()
 }
 
 pub(crate) fn error_text(body: &postgres_protocol::message::backend::ErrorResponseBody) -> String {
