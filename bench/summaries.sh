@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: an incremental backup of PostgreSQL 17 after a skewed workload (pgbench updates
-# of accounts drawn by random_exponential), taken from the server's WAL summaries (UPLOAD_MANIFEST
+# of a hot 1 % of the accounts, or of accounts drawn by random_exponential), taken from the
+# server's WAL summaries (UPLOAD_MANIFEST
 # + BASE_BACKUP ... INCREMENTAL) and, of the same changes into a second repository, by pgkeep's
 # page scan; beside them the changed blocks themselves (the limit: distinct blocks the WAL
 # summaries list between the full's start and the incremental's) and pgkeep's own full.
@@ -8,6 +9,8 @@
 # scan is the reference. Prints one table. Everything listens on 127.0.0.1 and stops at the end.
 #   PGKEEP_BENCH_SCALE    pgbench scale (default 100)
 #   PGKEEP_BENCH_SECONDS  seconds of the skewed workload (default 60)
+#   PGKEEP_BENCH_SKEW     hot1 (default: uniform over the first 1 % of the accounts) or
+#                         exp (random_exponential with parameter 20 over all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -17,6 +20,12 @@ PGKEEP=$CARGO_TARGET_DIR/release/pgkeep
 PGBIN=$PGKEEP_TEST_PG17_BIN
 SCALE=${PGKEEP_BENCH_SCALE:-100}
 LOAD=${PGKEEP_BENCH_SECONDS:-60}
+SKEW=${PGKEEP_BENCH_SKEW:-hot1}
+case $SKEW in
+  hot1) DRAW='random(1, 1000 * :scale)' ;;
+  exp) DRAW='random_exponential(1, 100000 * :scale, 20)' ;;
+  *) echo "bench: PGKEEP_BENCH_SKEW is hot1 or exp, not $SKEW" >&2; exit 2 ;;
+esac
 
 W=$(mktemp -d /tmp/pgkeep-bench-summaries-XXXXXX)
 chown postgres:postgres "$W"
@@ -64,10 +73,10 @@ full_s=$(secs); full_read=$(read_mib)
 timed env PGKEEP_CONFIG="$W/scan.toml" "$PGKEEP" backup --source "$SRC" --type full
 full_stored=$(stored "$W/repo-sum")
 
-echo "== ${LOAD}s of skewed updates (random_exponential), then the incrementals" >&2
-cat > "$W/skewed.sql" <<'SQL'
-\set aid random_exponential(1, 100000 * :scale, 20)
-\set delta random(-5000, 5000)
+echo "== ${LOAD}s of skewed updates ($SKEW), then the incrementals" >&2
+cat > "$W/skewed.sql" <<SQL
+\\set aid $DRAW
+\\set delta random(-5000, 5000)
 UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
 SQL
 chmod 644 "$W/skewed.sql"
@@ -102,7 +111,7 @@ rest_s=$(secs); rest_rss=$(rss_mib)
 rest_s=$(python3 -c "print(f'{$rest_s + $(cat "$W/sync.t"):.2f}')")
 
 echo
-echo "PostgreSQL 17, pgbench scale $SCALE: $((BYTES / 1048576)) MiB data directory; ${LOAD}s of skewed updates; 2 cores, local repositories"
+echo "PostgreSQL 17, pgbench scale $SCALE: $((BYTES / 1048576)) MiB data directory; ${LOAD}s of skewed updates ($SKEW); 2 cores, local repositories"
 printf "%-34s %14s %12s %14s %22s\n" "incremental" "WAL summaries" "page scan" "changed blocks" "goal"
 row() { printf "%-34s %14s %12s %14s %22s\n" "$@"; }
 row "seconds" "$sum_s" "$scan_s" "-" "<= 0.25x full: $(ratio "$sum_s" "$full_s")"

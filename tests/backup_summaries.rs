@@ -164,7 +164,10 @@ fn pg17_incrementals_from_wal_summaries_restore_exactly_and_fall_back_without_th
     let (i4, how, stderr) = incremental(&pk, &source);
     assert_eq!(how, "page-scan");
     assert!(stderr.contains("summarize_wal is off"), "{stderr}");
-    assert!(stderr.contains("note: \"summarize_wal is off"), "info says why: {stderr}");
+    assert!(
+        stderr.contains("note: \"summarize_wal is off"),
+        "info says why: {stderr}"
+    );
     let at_i4 = state(&primary);
     assert_eq!(restored_state(&pk, dir.path(), "i4", &i4), at_i4);
 

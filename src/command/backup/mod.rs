@@ -14,6 +14,8 @@ mod demux;
 #[cfg(test)]
 mod demux_tests;
 mod incremental;
+#[cfg(test)]
+mod incremental_tests;
 mod pages;
 pub mod plan;
 mod progress;

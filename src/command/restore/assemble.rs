@@ -21,6 +21,7 @@ use crate::pg::page::PAGE_SIZE;
 use crate::repo::verified;
 use crate::repo::{BackupPartKey, DecodeError, Decoded, Digest, Fetched, Repo};
 
+use super::buffer::Buffer;
 use super::layers::{self, Covered};
 
 /// The file entry to rebuild, with what it must hash to.
@@ -131,20 +132,14 @@ async fn build_newest_first(
             continue;
         }
         let newer = Arc::new(covered.clone());
+        let target = &Target {
+            repo,
+            entry: w.entry,
+            file,
+            slots: &slots.slots,
+        };
         let written: Vec<Vec<u32>> = futures::stream::iter(0..layer.parts)
-            .map(|part| {
-                let newer = Arc::clone(&newer);
-                lay_part(
-                    repo,
-                    w.entry,
-                    layer,
-                    part,
-                    file,
-                    &slots.slots,
-                    newer,
-                    reach[i],
-                )
-            })
+            .map(|part| lay_part(target, layer, part, Arc::clone(&newer), reach[i]))
             .buffer_unordered(slots.count.max(1))
             .try_collect()
             .await?;
@@ -155,19 +150,29 @@ async fn build_newest_first(
     Ok(())
 }
 
+/// What the parts of one file's rebuild share.
+struct Target<'a> {
+    repo: &'a Repo,
+    entry: &'a ManifestEntry,
+    file: &'a Arc<File>,
+    slots: &'a Semaphore,
+}
+
 /// Writes what one part of a layer of `reach` gives that no newer layer did; returns the
 /// blocks of a delta part it wrote.
-#[allow(clippy::too_many_arguments)]
 async fn lay_part(
-    repo: &Repo,
-    entry: &ManifestEntry,
+    t: &Target<'_>,
     layer: &Layer,
     part: u32,
-    file: &Arc<File>,
-    slots: &Semaphore,
     newer: Arc<Covered>,
     reach: u64,
 ) -> Result<Vec<u32>> {
+    let Target {
+        repo,
+        entry,
+        file,
+        slots,
+    } = *t;
     let offset = u64::from(part) * PART_SIZE as u64;
     let end = (offset + PART_SIZE as u64).min(layer.size);
     if !layer.delta && newer.gaps(offset, end, reach).is_empty() {
@@ -182,8 +187,8 @@ async fn lay_part(
     let (file, delta, location) = (Arc::clone(file), layer.delta, repo.location().to_string());
     blocking(move || {
         let capacity = stored.header().map_or(0, |h| h.plain_size as usize);
-        let mut plain = Vec::with_capacity(capacity.min(2 * PART_SIZE));
-        let decoded = decode(&stored, &mut plain, &what, &location)?;
+        let mut plain = Buffer::take(capacity.min(2 * PART_SIZE));
+        let decoded = decode(&stored, &mut *plain, &what, &location)?;
         check_part(&decoded, expected, &what, &location)?;
         let write_err =
             |e: std::io::Error| Error::new(ErrorKind::Io, format!("cannot write {what}: {e}"));

@@ -6,6 +6,7 @@
 //! whatever happened before.
 
 mod assemble;
+mod buffer;
 mod delta;
 mod files;
 mod layers;
