@@ -39,10 +39,26 @@ impl ChildGuard {
         }
     }
 
-    /// Sends `sig` and waits for the process to exit.
+    /// Sends `sig` and waits for the process to exit — for `STOP_LIMIT` at most: a process
+    /// that does not exit on its signal is killed (Patroni 3.0.2 once stayed up ten minutes
+    /// after SIGTERM, its PostgreSQL long shut down, and a teardown waited for it unbounded).
     pub fn stop_with(&mut self, sig: i32) {
+        const STOP_LIMIT: Duration = Duration::from_secs(30);
         if let Ok(None) = self.child.try_wait() {
             self.signal(sig);
+            let deadline = Instant::now() + STOP_LIMIT;
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!(
+                "{} did not exit within {}s of signal {sig}: killed",
+                self.name,
+                STOP_LIMIT.as_secs()
+            );
+            let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
