@@ -81,6 +81,16 @@ pub fn first_block(path: &str) -> Option<u32> {
         .then(|| segno.saturating_mul(RELSEG_BLOCKS))
 }
 
+/// Whether a file is a segment of a relation's visibility map (`<relfilenode>_vm[.<segno>]`).
+pub fn is_visibility_map(path: &str) -> bool {
+    first_block(path).is_some()
+        && path
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.split('.').next())
+            .is_some_and(|stem| stem.ends_with("_vm"))
+}
+
 /// Whether a file is a segment of a relation's main fork (`<relfilenode>[.<segno>]`).
 pub fn is_main_fork(path: &str) -> bool {
     first_block(path).is_some()

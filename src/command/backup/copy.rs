@@ -83,11 +83,9 @@ pub async fn stream(
     // With data checksums, pgkeep checks pages itself: the server's own check fails the whole
     // backup on one bad page, where pgkeep records it and goes on.
     let checksums = conn
-        .simple_query("SHOW data_checksums")
+        .show("data_checksums")
         .await
         .map_err(super::pg_error)?
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
         .is_some_and(|v| v == "on");
     let bb_opts = BaseBackupOptions {
         label: format!("pgkeep {id}"),

@@ -245,12 +245,7 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> Result<Entry
     while remaining > 0 {
         let n = remaining.min(PART_SIZE as u64) as usize;
         let mut buf = vec![0u8; n];
-        input
-            .read_exact(&mut buf)
-            .map_err(|source| CopyError::Read {
-                path: path.to_string(),
-                source,
-            })?;
+        read_exact(input, &mut buf, path)?;
         remaining -= n as u64;
         hasher.update(&buf);
         let mut flush = Vec::new();
@@ -326,17 +321,34 @@ fn file(input: &mut impl Read, path: &str, size: u64, out: &Out) -> Result<Entry
             }
         }
     };
-    if !scan.bad.is_empty() {
-        tracing::warn!(
-            file = path,
-            blocks = ?scan.bad,
-            "page checksum failed: recorded in the manifest; the backup goes on"
-        );
-    }
+    warn_bad_pages(path, &scan.bad);
     Ok(EntryKind::File {
         size,
         sha256,
         bad_pages: scan.bad,
         layers,
     })
+}
+
+/// Reads exactly `buf.len()` bytes of file `path` from the stream.
+pub(super) fn read_exact(
+    input: &mut impl Read,
+    buf: &mut [u8],
+    path: &str,
+) -> Result<(), CopyError> {
+    input.read_exact(buf).map_err(|source| CopyError::Read {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// Says which pages of `path` failed their checksum: recorded, not fatal.
+pub(super) fn warn_bad_pages(path: &str, bad: &[u32]) {
+    if !bad.is_empty() {
+        tracing::warn!(
+            file = path,
+            blocks = ?bad,
+            "page checksum failed: recorded in the manifest; the backup goes on"
+        );
+    }
 }

@@ -6,12 +6,12 @@
 use std::io::Read;
 
 use super::copy_error::CopyError;
-use super::demux::Out;
+use super::demux::{Out, read_exact, warn_bad_pages};
 use crate::manifest::delta::DeltaWriter;
 use crate::manifest::{EntryKind, Layer, PART_SIZE};
 use crate::pg::incremental::IncrementalHeader;
 use crate::pg::page::{self, PAGE_SIZE};
-use crate::repo::Hasher;
+use crate::repo::{Digest, Hasher};
 
 /// Reads one incremental file of `size` bytes that rebuilds `path`, sends its delta parts and
 /// returns the entry of the rebuilt file.
@@ -35,7 +35,7 @@ pub(super) fn file(
         hasher: Hasher::default(),
     };
     let header = IncrementalHeader::read(&mut input, size).map_err(malformed)?;
-    if is_visibility_map(path) {
+    if page::is_visibility_map(path) {
         return Ok(cleared_map(path, out));
     }
     let first_block = page::first_block(path);
@@ -43,12 +43,7 @@ pub(super) fn file(
     let (mut delta, mut parts, mut bad) = (DeltaWriter::default(), 0u32, Vec::new());
     let mut buf = [0u8; PAGE_SIZE];
     for &block in &header.blocks {
-        input
-            .read_exact(&mut buf)
-            .map_err(|source| CopyError::Read {
-                path: path.to_string(),
-                source,
-            })?;
+        read_exact(&mut input, &mut buf, path)?;
         let in_relation = first_block.unwrap_or(0).saturating_add(block);
         if let Some(from) = verify_from
             && !page::verify(&buf, in_relation, from)
@@ -89,13 +84,7 @@ pub(super) fn file(
         // Of the incremental file as sent: the rebuilt file is known only at restore.
         (digest, layers)
     };
-    if !bad.is_empty() {
-        tracing::warn!(
-            file = path,
-            blocks = ?bad,
-            "page checksum failed: recorded in the manifest; the backup goes on"
-        );
-    }
+    warn_bad_pages(path, &bad);
     Ok(EntryKind::File {
         size: rebuilt,
         sha256,
@@ -120,7 +109,7 @@ fn cleared_map(path: &str, out: &Out) -> EntryKind {
     );
     EntryKind::File {
         size: 0,
-        sha256: Hasher::default().finish().0,
+        sha256: Digest::of(&[]),
         bad_pages: Vec::new(),
         layers: vec![Layer {
             backup: out.ctx.backup.clone(),
@@ -132,14 +121,6 @@ fn cleared_map(path: &str, out: &Out) -> EntryKind {
             part_sha256: Vec::new(),
         }],
     }
-}
-
-/// Whether `path` is a visibility-map fork (`<relfilenode>_vm[.<segment>]`).
-fn is_visibility_map(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let stem = name.split('.').next().unwrap_or(name);
-    stem.strip_suffix("_vm")
-        .is_some_and(|node| !node.is_empty() && node.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The `backup_label` of an incremental, as the rebuilt data directory needs it: without its

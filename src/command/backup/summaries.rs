@@ -131,13 +131,10 @@ pub async fn prepare(
             parent.id
         )));
     };
-    let setting = conn
-        .simple_query("SHOW summarize_wal")
+    let on = conn
+        .show("summarize_wal")
         .await
-        .map_err(super::pg_error)?;
-    let on = setting
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
+        .map_err(super::pg_error)?
         .is_some_and(|v| v == "on");
     if !on {
         return Ok(Err(

@@ -110,14 +110,11 @@ async fn replication(conninfo: &str, repo: Option<&Repo>, r: &mut CheckReport) {
         let ident = conn.identify_system().await?;
         let major = conn.server_major;
         let summaries = match major >= summaries::FIRST_MAJOR {
-            true => Some(conn.simple_query("SHOW summarize_wal").await?),
+            true => Some(conn.show("summarize_wal").await?.is_some_and(|v| v == "on")),
             false => None,
         };
         conn.close().await;
-        let on = summaries.map(|rows| {
-            rows.first().and_then(|r| r.first().cloned().flatten()) == Some("on".into())
-        });
-        Ok::<_, crate::pg::replication::ReplError>((ident, major, on))
+        Ok::<_, crate::pg::replication::ReplError>((ident, major, summaries))
     })
     .await;
     let (ident, major, summarize_wal) = match connected {

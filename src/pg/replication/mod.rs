@@ -347,6 +347,12 @@ impl ReplConn {
         }
     }
 
+    /// The value of a server setting (`SHOW name`; allowed on replication connections).
+    pub async fn show(&mut self, name: &str) -> Result<Option<String>, ReplError> {
+        let rows = self.simple_query(&format!("SHOW {name}")).await?;
+        Ok(rows.first().and_then(|r| r.first().cloned().flatten()))
+    }
+
     pub async fn identify_system(&mut self) -> Result<SystemIdentity, ReplError> {
         let rows = self.simple_query("IDENTIFY_SYSTEM").await?;
         let row = rows
